@@ -1,0 +1,70 @@
+# One entry point per user action; every target is a thin call into a
+# `python -m` command, so each also works without make.
+#
+#   make demo    the whole pipeline end to end on the embedded stack (the main job)
+#   make test    unit, integration and end-to-end tests against the real services
+#
+# Both install what they need first (Python venv from requirements.lock,
+# jars through Maven from stack/pom.xml).
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+export PYTHONUNBUFFERED := 1
+
+.PHONY: setup jars up up-all down status clean register cassandra-schema stream demo test bench lock
+
+setup: $(VENV)/.installed jars
+
+$(VENV)/.installed: requirements.lock pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "setup: $(PYTHON) not found; install Python 3.10-3.12" >&2; exit 1; }
+	@echo "setup: Python venv in $(VENV) from requirements.lock"
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.lock
+	$(PY) -m pip install --quiet --no-deps -e .
+	@touch $@
+
+jars: $(VENV)/.installed
+	$(PY) -m stack fetch
+
+up: setup
+	$(PY) -m stack up
+
+up-all: setup
+	$(PY) -m stack up --all
+
+down:
+	@if [ -x $(PY) ]; then $(PY) -m stack down; else echo "down: no venv, nothing was started by make"; fi
+
+status: setup
+	$(PY) -m pipeline.status
+
+clean: down
+	$(PY) -m stack clean
+
+register: setup
+	$(PY) -m producer.register
+
+cassandra-schema: setup
+	$(PY) -m pipeline.cassandra_schema
+
+stream: setup
+	$(PY) -m stack up stream
+
+demo: setup
+	$(PY) -m pipeline.demo
+
+test: setup
+	$(PY) -m stack test
+
+bench: setup
+	$(PY) -m stack run-with-stack -- $(PY) -m bench
+
+lock:
+	rm -rf /tmp/userstream-lock-venv
+	$(PYTHON) -m venv /tmp/userstream-lock-venv
+	/tmp/userstream-lock-venv/bin/pip install --quiet -r requirements.in
+	{ echo "# pip freeze of a venv built from requirements.in on Python 3.11 (Linux x86_64)."; \
+	  echo "# Regenerate: make lock"; \
+	  /tmp/userstream-lock-venv/bin/pip freeze --exclude-editable; } > requirements.lock

@@ -1,0 +1,106 @@
+"""The pipeline's configuration, in one place.
+
+Every stage (data source client, producer, registration script, Spark job,
+Cassandra schema, launcher, status view) reads its settings from here. Values
+come from the environment, then a `.env` file in the working directory, then
+the defaults below, which point at the embedded stack on loopback. Secrets are
+`SecretStr`, so printing the settings never shows them.
+
+Use:
+    from pipeline.settings import load_settings
+    settings = load_settings()
+    Producer(settings.kafka_config())
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    """Typed settings; each field is read from the upper-case variable of its name."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+
+    # --- Kafka -----------------------------------------------------------
+    kafka_bootstrap_servers: str = "localhost:9092"
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_sasl_mechanism: str = "PLAIN"
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    users_topic: str = "users"
+    users_topic_partitions: int = Field(default=3, ge=1)
+    users_topic_replication: int = Field(default=1, ge=1)
+    dead_letter_topic: str = "users.dead_letter"
+
+    # --- Schema Registry (any Confluent-compatible API) --------------------
+    schema_registry_url: str = "http://localhost:8081/apis/ccompat/v7"
+    # "user:password", as Confluent's clients spell it.
+    schema_registry_basic_auth_user_info: SecretStr | None = None
+    subject_name_strategy: Literal["topic", "record", "topic_record"] = "topic"
+    schema_compatibility: str = "BACKWARD"
+    # Which registered version producers write and Spark reads into: "latest" or a number.
+    user_schema_version: str = "latest"
+
+    # --- Data source (randomuser.me API v1.4 or the local stand-in) --------
+    datasource_url: str = "http://localhost:8765/api/"
+    datasource_timeout_seconds: float = 30.0
+    datasource_retries: int = Field(default=5, ge=0)
+
+    # --- Cassandra ---------------------------------------------------------
+    cassandra_hosts: str = "127.0.0.1"
+    cassandra_port: int = 9042
+    cassandra_username: str | None = None
+    cassandra_password: SecretStr | None = None
+    cassandra_keyspace: str = "userstream"
+    cassandra_table: str = "users"
+    # "SimpleStrategy:1" or "NetworkTopologyStrategy:dc1=3,dc2=2".
+    cassandra_replication: str = "SimpleStrategy:1"
+
+    # --- Spark -------------------------------------------------------------
+    spark_master: str = "local[2]"
+    spark_checkpoint_dir: str = str(REPO_ROOT / ".stack" / "data" / "spark-checkpoints" / "users")
+    spark_trigger_interval: str = "5 seconds"
+    spark_starting_offsets: str = "earliest"
+    spark_max_offsets_per_trigger: int | None = None
+    # Comma-separated jar paths; empty means the jars `make setup` fetched.
+    spark_jars: str | None = None
+
+    # --- Embedded stack ----------------------------------------------------
+    stack_home: Path = REPO_ROOT / ".stack"
+    airflow_url: str = "http://localhost:8080"
+
+    def kafka_config(self) -> dict[str, str]:
+        """librdkafka's dotted dict; SASL keys only when credentials are set."""
+        conf = {
+            "bootstrap.servers": self.kafka_bootstrap_servers,
+            "security.protocol": self.kafka_security_protocol,
+        }
+        if self.kafka_sasl_username:
+            conf["sasl.mechanism"] = self.kafka_sasl_mechanism
+            conf["sasl.username"] = self.kafka_sasl_username
+            conf["sasl.password"] = self.kafka_sasl_password.get_secret_value() if self.kafka_sasl_password else ""
+        return conf
+
+    def schema_registry_config(self) -> dict[str, str]:
+        """Conf for confluent_kafka's SchemaRegistryClient; auth only when set."""
+        conf = {"url": self.schema_registry_url}
+        if self.schema_registry_basic_auth_user_info:
+            conf["basic.auth.user.info"] = self.schema_registry_basic_auth_user_info.get_secret_value()
+        return conf
+
+    def cassandra_contact_points(self) -> list[str]:
+        return [host.strip() for host in self.cassandra_hosts.split(",") if host.strip()]
+
+
+@lru_cache(maxsize=1)
+def load_settings() -> Settings:
+    """The process-wide settings; tests that change the environment call `load_settings.cache_clear()`."""
+    return Settings()
