@@ -53,6 +53,8 @@ class Settings(BaseSettings):
     datasource_url: str = "http://localhost:8765/api/"
     datasource_timeout_seconds: float = 30.0
     datasource_retries: int = Field(default=5, ge=0)
+    # urllib3 Retry backoff: sleeps 0, 2f, 4f, ... seconds between retries (Retry-After wins when sent).
+    datasource_backoff_factor: float = Field(default=0.5, ge=0)
 
     # --- Cassandra ---------------------------------------------------------
     cassandra_hosts: str = "127.0.0.1"
@@ -72,10 +74,29 @@ class Settings(BaseSettings):
     spark_max_offsets_per_trigger: int | None = None
     # Comma-separated jar paths; empty means the jars `make setup` fetched.
     spark_jars: str | None = None
+    spark_shuffle_partitions: int = Field(default=4, ge=1)
+    # Longest string/bytes (and most array items) Avro may allocate while decoding.
+    # Without a cap, a corrupt length prefix makes the JVM allocate up to 2 GB and die
+    # of OutOfMemoryError, which no parse mode catches; with it, the record is dead-lettered.
+    spark_avro_max_field_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
 
     # --- Embedded stack ----------------------------------------------------
     stack_home: Path = REPO_ROOT / ".stack"
     airflow_url: str = "http://localhost:8080"
+    # Ports the embedded services listen on besides the client ports above
+    # (which are read from KAFKA_BOOTSTRAP_SERVERS, SCHEMA_REGISTRY_URL, ...).
+    stack_kafka_controller_port: int = 9093
+    stack_registry_management_port: int = 9091
+    stack_cassandra_storage_port: int = 7000
+    stack_cassandra_heap: str = "768m"
+    stack_kafka_heap: str = "512m"
+    stack_registry_heap: str = "384m"
+    # Apicurio Registry 3.3 needs Java 21+; empty means: look under /usr/lib/jvm.
+    registry_java_home: str | None = None
+    # REST API login for `make status` (POST {airflow_url}/auth/token). Without a
+    # password, the SimpleAuthManager file under stack_home/airflow/ is read.
+    airflow_admin_user: str = "admin"
+    airflow_admin_password: SecretStr | None = None
 
     def kafka_config(self) -> dict[str, str]:
         """librdkafka's dotted dict; SASL keys only when credentials are set."""

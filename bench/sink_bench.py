@@ -1,0 +1,237 @@
+"""How close does decode + write get to what Cassandra can take? Rows/s of the job's batch vs the connector alone.
+
+Usage:
+    python -m bench                      # via bench/__main__.py (make bench starts the stack first)
+    python -c "from bench.sink_bench import main; main()" --records 20000 --repeats 3
+
+One run, one SparkSession, on a private topic and keyspace of the stack:
+  1. produce N users (confluent-kafka AvroSerializer), read them back once
+     as a batch DataFrame and cache it, so Kafka is not what is measured;
+  2. "pipeline": the stream job's own foreachBatch function
+     (UserStreamJob.process_batch: header parse, per-schema-id from_avro,
+     length check, counts, dedupe, Cassandra upsert, progress file) on the
+     cached records;
+  3. "sink": CassandraSink.write (dedupe + upsert) of the same rows already
+     decoded and cached;
+  4. "ceiling": the bare connector write of the same decoded rows; what the
+     Cassandra side allows at all.
+Each is timed `--repeats` times after a warm-up, into a truncated table;
+the median counts. The ratio pipeline/ceiling says how much of Cassandra's
+write capacity the decode leaves on the table. Results are printed as a
+table and written to bench/results/sink_bench-<UTC time>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from pipeline import cassandra_schema
+from pipeline.settings import REPO_ROOT, Settings, load_settings
+
+RESULTS_DIR = REPO_ROOT / "bench" / "results"
+SCHEMA = json.loads((REPO_ROOT / "schemas" / "user.avsc").read_text(encoding="utf-8"))
+
+
+def bench_user(i: int) -> dict[str, Any]:
+    """A realistic user (non-Latin names, a null every third record)."""
+    epoch = dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc)
+    first, last = [("Анна", "Иванова"), ("مهسا", "رضایی"), ("José", "Núñez"), ("美咲", "佐藤")][i % 4]
+    return {
+        "id": str(uuid.uuid4()), "username": f"user{i}", "gender": "female", "title": "Ms",
+        "first_name": first, "last_name": last, "email": f"user{i}@example.com", "phone": "(02) 555-0101",
+        "cell": "+98 912 000 0000", "date_of_birth": epoch - dt.timedelta(days=9000 + i % 9000),
+        "registered_at": epoch + dt.timedelta(minutes=i), "street_number": i % 9999, "street_name": "Main street",
+        "city": "Adelaide", "state": "South Australia", "country": "Australia", "postcode": str(5000 + i % 999),
+        "latitude": -34.9, "longitude": 138.6, "timezone_offset": "+9:30", "timezone_description": "Adelaide, Darwin",
+        "national_id_name": "TFN", "national_id_value": None if i % 3 == 0 else f"{i:09d}",
+        "picture_large": "https://example.com/l.jpg", "picture_medium": "https://example.com/m.jpg",
+        "picture_thumbnail": "https://example.com/t.jpg", "nationality": "AU", "ingested_at": epoch,
+    }
+
+
+class BenchCorner:
+    """A private topic, subject and keyspace on the shared stack, removed afterwards."""
+
+    def __init__(self, base: Settings):
+        token = uuid.uuid4().hex[:8]
+        self.settings = base.model_copy(update={
+            "users_topic": f"bench_{token}",
+            "dead_letter_topic": f"bench_{token}.dead_letter",
+            "cassandra_keyspace": f"bench_{token}",
+            "cassandra_table": "users",
+            "cassandra_replication": "SimpleStrategy:1",
+            "subject_name_strategy": "topic",
+            "user_schema_version": "latest",
+        })
+
+    def __enter__(self) -> BenchCorner:
+        from confluent_kafka.admin import AdminClient, NewTopic
+
+        s = self.settings
+        admin = AdminClient(s.kafka_config())
+        for future in admin.create_topics([NewTopic(t, 3, 1) for t in (s.users_topic, s.dead_letter_topic)]).values():
+            future.result(timeout=30)
+        with cassandra_schema.connect(s) as session:
+            cassandra_schema.apply(s, session)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        from confluent_kafka.admin import AdminClient
+        from confluent_kafka.schema_registry import SchemaRegistryClient
+
+        s = self.settings
+        with cassandra_schema.connect(s) as session:
+            session.execute(f"DROP KEYSPACE IF EXISTS {s.cassandra_keyspace}")
+        for future in AdminClient(s.kafka_config()).delete_topics([s.users_topic, s.dead_letter_topic]).values():
+            future.result(timeout=30)
+        registry = SchemaRegistryClient(s.schema_registry_config())
+        subject = f"{s.users_topic}-value"
+        if subject in registry.get_subjects():
+            registry.delete_subject(subject)
+            registry.delete_subject(subject, permanent=True)
+
+    def produce(self, records: int) -> None:
+        """Register the schema and publish `records` users the way the producer does."""
+        from confluent_kafka import KafkaException, Producer
+        from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
+        from confluent_kafka.schema_registry.avro import AvroSerializer
+        from confluent_kafka.serialization import MessageField, SerializationContext
+
+        s = self.settings
+        registry = SchemaRegistryClient(s.schema_registry_config())
+        registry.register_schema(f"{s.users_topic}-value", Schema(json.dumps(SCHEMA), "AVRO"))
+        serializer = AvroSerializer(registry, json.dumps(SCHEMA), conf={"auto.register.schemas": False})
+        producer = Producer({**s.kafka_config(), "linger.ms": 20, "compression.type": "lz4"})
+        context = SerializationContext(s.users_topic, MessageField.VALUE)
+        failures: list[str] = []
+        for i in range(records):
+            user = bench_user(i)
+            producer.produce(s.users_topic, key=user["id"].encode(), value=serializer(user, context),
+                             on_delivery=lambda err, _msg: err and failures.append(str(err)))
+            producer.poll(0)
+        if producer.flush(60) or failures:
+            raise KafkaException(f"producing the bench records failed: {failures[:3]}")
+
+
+def timed(action, truncate, repeats: int) -> list[float]:
+    """Seconds per run after one warm-up, each into an empty table."""
+    seconds = []
+    for run in range(repeats + 1):
+        truncate()
+        start = time.perf_counter()
+        action()
+        if run:  # run 0 warms the JIT, connections and caches
+            seconds.append(time.perf_counter() - start)
+    return seconds
+
+
+def run_bench(records: int, repeats: int, master: str) -> dict[str, Any]:
+    """Measure the three writes on one SparkSession; return the result record."""
+    from pyspark import StorageLevel
+
+    from spark.decode import decode, good_rows, with_header
+    from spark.kafka_options import kafka_options
+    from spark.session import build_spark_session
+    from spark.sink import CASSANDRA_FORMAT, CassandraSink
+    from spark.stream_job import JobOptions, UserStreamJob
+
+    base = load_settings()
+    with BenchCorner(base) as corner, tempfile.TemporaryDirectory(prefix="sink-bench-") as tmp:
+        s = corner.settings
+        corner.produce(records)
+        spark = build_spark_session(s, "sink-bench", master=master)
+        spark.sparkContext.setLogLevel("WARN")
+        try:
+            raw = (
+                spark.read.format("kafka").options(**kafka_options(s)).option("subscribe", s.users_topic)
+                .option("startingOffsets", "earliest").option("endingOffsets", "latest").option("includeHeaders", "true")
+                .load().persist(StorageLevel.MEMORY_ONLY)
+            )
+            assert raw.count() == records, "not every produced record was read back"
+            job = UserStreamJob(spark, s, JobOptions.from_settings(s, checkpoint=str(Path(tmp) / "checkpoint")))
+            job.book.load_reader()
+            snapshot, _ = job.book.update(sorted(r.schema_id for r in with_header(raw).select("schema_id").distinct().collect()))
+            decoded = good_rows(decode(with_header(raw), snapshot)).persist(StorageLevel.MEMORY_ONLY)
+            assert decoded.count() == records, "the bench records must all decode"
+            sink = CassandraSink(s)
+
+            def truncate() -> None:
+                with cassandra_schema.connect(s) as session:
+                    session.execute(f"TRUNCATE {s.cassandra_keyspace}.{s.cassandra_table}")
+
+            def connector_write() -> None:
+                decoded.write.format(CASSANDRA_FORMAT).options(keyspace=s.cassandra_keyspace, table=s.cassandra_table).mode("append").save()
+
+            batch_ids = iter(range(10_000))
+            results = {
+                "pipeline": timed(lambda: job.process_batch(raw, next(batch_ids)), truncate, repeats),
+                "sink": timed(lambda: sink.write(decoded), truncate, repeats),
+                "ceiling": timed(connector_write, truncate, repeats),
+            }
+            with cassandra_schema.connect(s) as session:
+                landed = session.execute(f"SELECT count(*) FROM {s.cassandra_keyspace}.{s.cassandra_table}").one()[0]
+            assert landed == records, f"{landed} rows landed, expected {records}"
+            cores = spark.sparkContext.defaultParallelism
+        finally:
+            spark.stop()
+    medians = {name: statistics.median(times) for name, times in results.items()}
+    return {
+        "benchmark": "sink_bench",
+        "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "records": records,
+        "repeats": repeats,
+        "spark_master": master,
+        "default_parallelism": cores,
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "seconds": results,
+        "rows_per_second": {name: round(records / sec, 1) for name, sec in medians.items()},
+        "pipeline_vs_ceiling": round(medians["ceiling"] / medians["pipeline"], 3),
+        "sink_vs_ceiling": round(medians["ceiling"] / medians["sink"], 3),
+    }
+
+
+def render(result: dict[str, Any]) -> str:
+    """The result as a small text table."""
+    rps = result["rows_per_second"]
+    rows = [
+        ("pipeline (decode + write)", rps["pipeline"], result["pipeline_vs_ceiling"]),
+        ("sink (dedupe + write, pre-decoded)", rps["sink"], result["sink_vs_ceiling"]),
+        ("ceiling (connector write, pre-decoded)", rps["ceiling"], 1.0),
+    ]
+    lines = [f"sink_bench: {result['records']} records, median of {result['repeats']}, master {result['spark_master']}",
+             f"{'measurement':<42}{'rows/s':>12}{'vs ceiling':>12}"]
+    lines += [f"{name:<42}{value:>12,.0f}{ratio:>12.2f}" for name, value, ratio in rows]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark, print the table, write the JSON; return an exit code."""
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=20_000, help="users to produce and write (default 20000)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per measurement after one warm-up (default 3)")
+    parser.add_argument("--master", default="local[2]", help="Spark master (default local[2])")
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    if args.records < 1 or args.repeats < 1:
+        parser.error("--records and --repeats must be >= 1")
+    result = run_bench(args.records, args.repeats, args.master)
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    path = RESULTS_DIR / f"sink_bench-{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%SZ}.json"
+    path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    print(render(result))
+    print(f"results: {path.relative_to(REPO_ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

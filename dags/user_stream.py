@@ -1,0 +1,103 @@
+"""
+### user_stream: randomuser API -> Avro -> Kafka
+
+Fetches users from a randomuser.me-compatible API (DATASOURCE_URL), validates
+each record, publishes valid users to Kafka (USERS_TOPIC) as Avro in the
+Confluent wire format against the schema registered in the Schema Registry,
+and sends rejected records to the dead-letter topic (DEAD_LETTER_TOPIC) with
+the reason. Spark decodes the topic and writes Cassandra.
+
+Tasks (thin wiring around `producer.pipeline`; XCom carries only counts):
+
+1. `check_schema_registered`: fails fast if the subject has no schema (run `make register`).
+2. `fetch_and_publish`: streams pages of `batch_size` users (seed + page, so a run replays
+   exactly), publishes, waits for every delivery report.
+3. `report`: logs the counts; fails the run if too many records were dead-lettered.
+
+Trigger with conf, e.g. `{"users": 1000, "batch_size": 500, "nationalities": "gb,ir", "seed": "userstream"}`:
+
+    airflow dags trigger user_stream --conf '{"users": 100}'
+    airflow dags test user_stream --conf '{"users": 100}'
+
+Schedule: env USER_STREAM_SCHEDULE (a cron expression or preset such as `@hourly`); unset means manual only.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from datetime import datetime, timedelta, timezone
+
+from airflow.sdk import Param, dag, task
+
+log = logging.getLogger(__name__)
+
+
+@dag(
+    dag_id="user_stream",
+    doc_md=__doc__,
+    schedule=os.environ.get("USER_STREAM_SCHEDULE") or None,
+    start_date=datetime(2025, 1, 1, tzinfo=timezone.utc),
+    catchup=False,
+    max_active_runs=1,
+    default_args={"retries": 2, "retry_delay": timedelta(seconds=30)},
+    tags=["userstream", "producer", "kafka", "avro"],
+    params={
+        "users": Param(1000, type="integer", minimum=1, title="Users",
+                       description="How many users to fetch and publish."),
+        "batch_size": Param(500, type="integer", minimum=1, maximum=5000, title="Batch size",
+                            description="Users per API request (one page); the API allows at most 5000."),
+        "nationalities": Param("", type="string", pattern=r"^\s*([A-Za-z]{2}\s*(,\s*[A-Za-z]{2}\s*)*)?$",
+                               title="Nationalities",
+                               description='Comma list such as "gb,ir,ua"; empty means all.'),
+        "seed": Param("userstream", type="string", minLength=1, title="Seed",
+                      description="API seed: the same seed, users and batch size fetch the same users (replay)."),
+        "max_dead_letter_fraction": Param(0.1, type="number", minimum=0, maximum=1, title="Max dead-letter fraction",
+                                          description="Fail the run when more than this fraction of fetched "
+                                                      "records was dead-lettered."),
+    },
+)
+def user_stream():
+    @task(retries=0)  # a missing schema does not appear by waiting: fail at once
+    def check_schema_registered() -> dict:
+        """The subject must already have a schema: producers never register one."""
+        from pipeline.settings import load_settings
+        from producer.pipeline import check_schema_registered as check
+
+        return check(load_settings())
+
+    @task
+    def fetch_and_publish(**context) -> dict:
+        """Source -> transform -> publish, page by page; returns only counts."""
+        from pipeline.settings import load_settings
+        from producer.pipeline import run
+
+        params = context["params"]
+        nat = ",".join(part.strip().upper() for part in params["nationalities"].split(",") if part.strip())
+        return run(load_settings(), users=params["users"], batch_size=params["batch_size"], nat=nat,
+                   seed=params["seed"])
+
+    @task(retries=0)  # the counts will not change on a retry
+    def report(schema: dict, counts: dict, **context) -> dict:
+        """Say what happened; a mostly-rejected run is a failure, not a green DAG."""
+        limit = context["params"]["max_dead_letter_fraction"]
+        fetched = counts["fetched"]
+        log.info("subject %s (schema id %s, version %s): fetched %d, published %d, dead-lettered %d",
+                 schema["subject"], schema["schema_id"], schema["version"],
+                 fetched, counts["published"], counts["dead_lettered"])
+        if fetched and counts["dead_lettered"] / fetched > limit:
+            raise ValueError(
+                f"{counts['dead_lettered']} of {fetched} records were dead-lettered (limit {limit:.0%}); "
+                "inspect the dead-letter topic's dead_letter.reason headers."
+            )
+        if counts["published"] + counts["dead_lettered"] != fetched:
+            raise ValueError(f"counts do not add up: {counts}")
+        return {**counts, "schema_id": schema["schema_id"]}
+
+    schema = check_schema_registered()
+    counts = fetch_and_publish()
+    schema >> counts
+    report(schema, counts)
+
+
+user_stream()

@@ -1,0 +1,122 @@
+"""The producing half, wired: source -> transform -> publish. What the Airflow DAG calls.
+
+`run()` fetches N users in replayable pages (seed + page), maps each record to
+a `User` or a dead-letter reason, publishes users as Avro to USERS_TOPIC and
+rejects to DEAD_LETTER_TOPIC, waits for every delivery report and returns
+small counts. Any failure raises (DataSourceError, PublishError,
+SchemaNotRegisteredError, RegistryUnavailable) with a message saying what to do.
+
+Usage:
+    python -m producer.pipeline --users 1000 --batch-size 500 --nat gb,ir --seed userstream
+    python -m producer.pipeline --check      # only check the schema is registered
+
+    from producer.pipeline import run
+    counts = run(load_settings(), users=100, batch_size=50, nat="", seed="abc")
+    # {"fetched": 100, "published": 97, "dead_lettered": 3}
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any
+
+from confluent_kafka.admin import AdminClient
+
+from pipeline.settings import Settings, load_settings
+from producer import publish as publish_stage
+from producer import source as source_stage
+from producer.registry import SCHEMAS_DIR, RegistryUnavailable, load_schema_file, make_client, subject_name
+from producer.transform import transform
+
+USER_SCHEMA_FILE = SCHEMAS_DIR / "user.avsc"
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def user_subject(settings: Settings) -> str:
+    """The value subject for the users topic, by the configured naming strategy (same as `producer.register`)."""
+    record = load_schema_file(USER_SCHEMA_FILE).fullname
+    return subject_name(settings.subject_name_strategy, settings.users_topic, record)
+
+
+def check_schema_registered(settings: Settings) -> dict[str, Any]:
+    """Fail fast, before fetching anything, if the users subject has no schema; returns its id and version."""
+    subject = user_subject(settings)
+    _, registered = publish_stage.user_serializer(make_client(settings), subject, settings.user_schema_version)
+    return {"subject": subject, "schema_id": registered.schema_id, "version": registered.version}
+
+
+def run(
+    settings: Settings,
+    users: int,
+    batch_size: int,
+    nat: str = "",
+    seed: str = "userstream",
+    *,
+    clock: Callable[[], datetime] = utc_now,
+) -> dict[str, int]:
+    """Fetch `users` users and publish them; returns {"fetched", "published", "dead_lettered"} (delivered counts)."""
+    subject = user_subject(settings)
+    serializer, _ = publish_stage.user_serializer(make_client(settings), subject, settings.user_schema_version)
+    publish_stage.ensure_topics(
+        AdminClient(settings.kafka_config()),
+        {settings.users_topic: settings.users_topic_partitions, settings.dead_letter_topic: 1},
+        settings.users_topic_replication,
+    )
+    session = source_stage.make_session(settings.datasource_retries, settings.datasource_backoff_factor)
+    producer = publish_stage.make_producer(settings)
+    report = publish_stage.DeliveryReport()
+    fetched = 0
+    try:
+        for batch in source_stage.fetch_batches(session, settings.datasource_url, users, batch_size, seed, nat,
+                                                settings.datasource_timeout_seconds):
+            ingested_at = clock()  # one timestamp per fetched page
+            fetched += len(batch.records)
+            results = ((raw, transform(raw, ingested_at)) for raw in batch.records)
+            publish_stage.publish(producer, serializer, results, topic=settings.users_topic,
+                                  dead_letter_topic=settings.dead_letter_topic, source=batch.source, report=report)
+    except Exception as failure:
+        # Deliver what was already produced, then raise the failure that stopped the run;
+        # a delivery problem on top of it is attached to it, not swallowed.
+        try:
+            publish_stage.finish(producer, report)
+        except publish_stage.PublishError as delivery:
+            failure.add_note(f"Also, while flushing what was already produced: {delivery}")
+        raise
+    finally:
+        session.close()
+    publish_stage.finish(producer, report)
+    return {
+        "fetched": fetched,
+        "published": report.delivered.get(settings.users_topic, 0),
+        "dead_lettered": report.delivered.get(settings.dead_letter_topic, 0),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m producer.pipeline", description=__doc__.splitlines()[0])
+    parser.add_argument("--users", type=int, default=1000)
+    parser.add_argument("--batch-size", type=int, default=500)
+    parser.add_argument("--nat", default="", help="comma list of nationalities; empty means all")
+    parser.add_argument("--seed", default="userstream")
+    parser.add_argument("--check", action="store_true", help="only check the users schema is registered")
+    args = parser.parse_args(argv)
+    settings = load_settings()
+    try:
+        result = check_schema_registered(settings) if args.check else run(
+            settings, args.users, args.batch_size, args.nat, args.seed)
+    except (source_stage.DataSourceError, publish_stage.PublishError, RegistryUnavailable, ValueError) as exc:
+        print(f"producer: error: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,244 @@
+"""Publish stage: validated users -> Kafka as Avro (Confluent wire format); rejects -> dead-letter topic.
+
+- Values are written by confluent-kafka's `AvroSerializer` against the schema
+  *already registered* for the subject (`auto.register.schemas=False`,
+  `use.latest.version=True`, or the version pinned by USER_SCHEMA_VERSION):
+  byte 0 is the magic 0, bytes 1-4 the schema id, then Avro binary.
+  Schemas reach the registry only through `python -m producer.register`.
+- Keys are the user id (login.uuid) as UTF-8, so a user always lands in the
+  same partition and Cassandra upserts make replays harmless.
+- The producer is idempotent (`enable.idempotence=True`: acks=all, no
+  duplicates from internal retries). Every delivery report is counted;
+  `finish()` flushes and raises `PublishError` if any delivery failed.
+- A record the transform rejected is published to the dead-letter topic with
+  its raw JSON as the value and the headers of `pipeline.dead_letter`.
+
+Use:
+    serializer, registered = user_serializer(registry_client, "users-value", "latest")
+    report = DeliveryReport()
+    producer = make_producer(settings)
+    publish(producer, serializer, results, topic="users", dead_letter_topic="users.dead_letter",
+            source="http://...", report=report)
+    finish(producer, report)   # raises PublishError if anything was not delivered
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.schema_registry import SchemaRegistryClient
+from confluent_kafka.schema_registry.avro import AvroSerializer
+from confluent_kafka.schema_registry.error import SchemaRegistryError
+from confluent_kafka.serialization import MessageField, SerializationContext, SerializationError, StringSerializer
+
+from pipeline import dead_letter
+from pipeline.settings import Settings
+from producer.registry import REGISTRY_TRANSPORT_ERRORS, RegistryUnavailable
+from producer.transform import Rejected, TransformResult, User, user_to_avro
+
+
+class PublishError(RuntimeError):
+    """Records were not (all) delivered, or publishing cannot start; the message says what to do."""
+
+
+class SchemaNotRegisteredError(PublishError):
+    """The value subject has no registered schema (producers never auto-register)."""
+
+
+def make_producer(settings: Settings, **overrides: Any) -> Producer:
+    """An idempotent producer from the settings; `overrides` are extra librdkafka keys (tests, tuning)."""
+    conf: dict[str, Any] = {
+        **settings.kafka_config(),
+        "enable.idempotence": True,  # implies acks=all and safe internal retries
+        "linger.ms": 20,
+        "compression.type": "lz4",
+        **overrides,
+    }
+    return Producer(conf)
+
+
+def ensure_topics(admin: AdminClient, topics: dict[str, int], replication: int, timeout: float = 15.0) -> list[str]:
+    """Create the topics that do not exist yet (name -> partitions); return the ones created.
+
+    Existing topics are left as they are (their partition count is not changed:
+    that would move keys between partitions).
+    """
+    try:
+        existing = set(admin.list_topics(timeout=timeout).topics)
+    except KafkaException as exc:
+        raise PublishError(f"cannot list Kafka topics ({exc.args[0]}). Is Kafka running? "
+                           "Start the stack with `make up`, or set KAFKA_BOOTSTRAP_SERVERS.") from exc
+    missing = [NewTopic(name, num_partitions=partitions, replication_factor=replication)
+               for name, partitions in topics.items() if name not in existing]
+    if not missing:
+        return []
+    created = []
+    for name, future in admin.create_topics(missing, operation_timeout=timeout, request_timeout=timeout).items():
+        try:
+            future.result()
+            created.append(name)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:  # a concurrent creator is fine
+                raise PublishError(f"cannot create topic {name!r}: {exc.args[0]}") from exc
+    return created
+
+
+def user_serializer(client: SchemaRegistryClient, subject: str, version: str = "latest") -> tuple[AvroSerializer, Any]:
+    """An AvroSerializer bound to the schema registered under `subject` (never registering one).
+
+    Checks up front that the subject has that version, so a missing schema is
+    one clear error before anything is fetched, not a failure per record.
+    Returns (serializer, RegisteredSchema).
+    """
+    try:
+        if version == "latest":
+            registered = client.get_latest_version(subject)
+        else:
+            registered = client.get_version(subject, int(version))
+    except REGISTRY_TRANSPORT_ERRORS as exc:
+        raise RegistryUnavailable(client.config()["url"], exc) from exc
+    except SchemaRegistryError as error:
+        if error.http_status_code == 404:
+            raise SchemaNotRegisteredError(
+                f"no schema version {version!r} is registered under subject '{subject}' at "
+                f"{client.config()['url']} ({error.error_message}). Producers never register schemas: "
+                "run `make register` (python -m producer.register) first."
+            ) from error
+        raise PublishError(f"Schema Registry error for subject '{subject}': {error}") from error
+    conf: dict[str, Any] = {
+        "auto.register.schemas": False,
+        # The subject is decided once (settings.subject_name_strategy), so register and publish agree.
+        "subject.name.strategy": lambda ctx, record_name: subject,
+    }
+    if version == "latest":
+        conf["use.latest.version"] = True
+    else:
+        conf["use.schema.id"] = registered.schema_id
+    serializer = AvroSerializer(client, schema_str=None, to_dict=user_to_avro, conf=conf)
+    return serializer, registered
+
+
+@dataclass
+class DeliveryReport:
+    """Counts delivery reports per topic and keeps the first errors, for `finish()`."""
+
+    delivered: dict[str, int] = field(default_factory=dict)
+    failed: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def __call__(self, err: KafkaError | None, msg: Any) -> None:
+        """The delivery callback: checks `err` first, as librdkafka asks."""
+        if err is not None:
+            self.failed += 1
+            if len(self.errors) < 5:
+                self.errors.append(f"{msg.topic()}: {err}")
+            return
+        self.delivered[msg.topic()] = self.delivered.get(msg.topic(), 0) + 1
+
+
+@dataclass
+class PublishCounts:
+    """What was handed to the producer (delivery is confirmed later by `finish()`)."""
+
+    published: int = 0
+    dead_lettered: int = 0
+
+
+def _produce(producer: Producer, **kwargs: Any) -> None:
+    """produce(), waiting for room when the local queue is full (BufferError) instead of dropping."""
+    for _ in range(600):
+        try:
+            producer.produce(**kwargs)
+            return
+        except BufferError:
+            producer.poll(0.1)  # serve delivery reports so the queue drains
+    raise PublishError("the producer's local queue stayed full for 60 s; is Kafka reachable?")
+
+
+def _dead_letter_key(raw: Any) -> bytes | None:
+    """Key dead letters by login.uuid when there is one, so a record and its fix share a partition."""
+    login = raw.get("login") if isinstance(raw, dict) else None
+    uuid = login.get("uuid") if isinstance(login, dict) else None
+    return uuid.encode("utf-8", "replace") if isinstance(uuid, str) else None
+
+
+def _raw_bytes(raw: Any) -> bytes:
+    """The record as the API sent it (JSON, UTF-8); lone surrogates, which UTF-8 cannot carry, stay \\u-escaped."""
+    try:
+        return json.dumps(raw, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(raw).encode("ascii")
+
+
+def publish(
+    producer: Producer,
+    value_serializer: AvroSerializer,
+    results: Iterable[tuple[Any, TransformResult]],
+    *,
+    topic: str,
+    dead_letter_topic: str,
+    source: str,
+    report: DeliveryReport,
+) -> PublishCounts:
+    """Produce each (raw JSON, transform result): a User to `topic`, a Rejected to `dead_letter_topic`.
+
+    `source` (the request URL) goes into the dead-letter headers with the
+    record's index, so a dead letter can be fetched again exactly.
+    """
+    key_serializer = StringSerializer("utf_8")
+    value_ctx = SerializationContext(topic, MessageField.VALUE)
+    counts = PublishCounts()
+    for index, (raw, result) in enumerate(results):
+        if isinstance(result, User):
+            try:
+                value = value_serializer(result, value_ctx)
+            except REGISTRY_TRANSPORT_ERRORS as exc:
+                raise PublishError(f"lost the Schema Registry while serializing for topic {topic!r}: {exc}. "
+                                   "Check it is up (`python -m stack status`) and re-run with the same seed.") from exc
+            except (SerializationError, ValueError, TypeError) as exc:
+                # A valid User that does not fit the registered schema is a schema/code mismatch, not bad data.
+                raise PublishError(
+                    f"user {result.id} does not fit the schema registered for topic {topic!r}: {exc}. "
+                    "producer/transform.py and the registered schema disagree: check USER_SCHEMA_VERSION "
+                    "and run `make register`."
+                ) from exc
+            _produce(producer, topic=topic, key=key_serializer(result.id), value=value, on_delivery=report)
+            counts.published += 1
+        elif isinstance(result, Rejected):
+            _produce(
+                producer,
+                topic=dead_letter_topic,
+                key=_dead_letter_key(raw),
+                value=_raw_bytes(raw),
+                headers=dead_letter.headers(dead_letter.TRANSFORM, result.reason, f"{source}#record={index}"),
+                on_delivery=report,
+            )
+            counts.dead_lettered += 1
+        else:
+            raise TypeError(f"expected User or Rejected, got {type(result).__name__}")
+        producer.poll(0)
+    return counts
+
+
+def finish(producer: Producer, report: DeliveryReport, timeout: float = 60.0) -> None:
+    """Flush, then raise `PublishError` if any message was not delivered (never a silent loss)."""
+    deadline = time.monotonic() + timeout
+    remaining = producer.flush(timeout)
+    while remaining and time.monotonic() < deadline:
+        remaining = producer.flush(max(0.1, deadline - time.monotonic()))
+    if remaining:
+        raise PublishError(
+            f"{remaining} messages still undelivered after {timeout:.0f} s; is Kafka reachable? "
+            "Re-run with the same seed: the run is replayable and writes are idempotent downstream."
+        )
+    if report.failed:
+        raise PublishError(
+            f"{report.failed} messages failed delivery, e.g. {'; '.join(report.errors)}. "
+            "Re-run with the same seed once Kafka is healthy."
+        )

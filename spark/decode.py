@@ -1,0 +1,216 @@
+"""Decode Confluent-framed Avro Kafka records into reader-schema rows, or say why not.
+
+Input: the Kafka source's columns (key, value, topic, partition, offset,
+timestamp, headers). Output of `decode`: the same rows plus `schema_id`,
+`user` (a struct in the reader schema's shape) and `reason`, which is null
+for a good row and otherwise the human-readable reason the record goes to the
+dead-letter topic. No row is dropped and no row raises: every failure mode of
+a single record becomes a reason.
+
+Why the header is parsed by hand: open-source Spark's `from_avro` knows nothing
+of the Confluent wire format (byte 0 magic 0x00, bytes 1-4 the writer schema
+id, big-endian) and nothing of the registry, so the 5-byte header is split
+off with SQL expressions and each record is decoded with its OWN writer
+schema, resolved into the reader schema. Decoding everything with the latest
+schema would silently shift fields of records written with an older one.
+
+What `from_avro(..., {"mode": "PERMISSIVE"})` really does in Spark 3.5.7
+(checked on this machine, see tests/spark/test_decode.py):
+  * a failed decode gives a struct whose fields are all null, NOT a null
+    struct, so "decode failed" is tested as "a required field is null";
+  * truncated payloads fail (Avro hits end of input) -> dead-lettered;
+  * trailing bytes are ignored: a record written with v2 but labelled with
+    v1's id decodes "successfully" into v1 minus the extra field. So every
+    decoded record is re-encoded with its writer schema (`to_avro`) and the
+    length compared with the payload; Avro binary is canonical for our types
+    (minimal varints, no blocked arrays), so a difference means leftover bytes;
+  * a corrupt length prefix makes Avro allocate up to 2 GB: OutOfMemoryError
+    is fatal and kills the JVM, PERMISSIVE or not. spark/session.py sets
+    Avro's own limits (org.apache.avro.limits.*) so it throws a catchable
+    SystemLimitException instead;
+  * a writer schema that cannot be resolved into the reader also just gives
+    all-null rows, so resolvability is checked once per schema id with Avro's
+    SchemaCompatibility in the driver, and such records get their own reason;
+  * flipped bits inside string or number content decode into plausible wrong
+    values: Avro has no checksum, and nothing downstream can detect that.
+    Such bits in the `id` (logicalType uuid, not validated by Spark) are
+    caught by a UUID check, because Cassandra would fail the whole batch.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import reduce
+from typing import Any
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql.avro.functions import from_avro, to_avro
+from py4j.protocol import Py4JJavaError
+
+from spark.registry import CompatibilityCheck, SchemaSnapshot
+
+HEADER_BYTES = 5
+MAX_SCHEMA_ID = 2**31 - 1
+UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+PROVENANCE = ("schema_id", "kafka_topic", "kafka_partition", "kafka_offset", "kafka_timestamp")
+
+
+def from_avro_options(reader_schema: str | None = None) -> dict[str, str]:
+    """PERMISSIVE so one bad record cannot fail the batch; dates as written (proleptic Gregorian, like Python and Cassandra)."""
+    options = {"mode": "PERMISSIVE", "datetimeRebaseMode": "CORRECTED"}
+    if reader_schema is not None:
+        options["avroSchema"] = reader_schema
+    return options
+
+
+def with_header(df: DataFrame) -> DataFrame:
+    """Add `schema_id` (null unless the header is valid) and `header_error` (why the header is unusable)."""
+    value = F.col("value")
+    size = F.length(value)
+    magic_hex = F.lower(F.hex(F.substring(value, 1, 1)))
+    raw_id = F.conv(F.hex(F.substring(value, 2, 4)), 16, 10).cast("bigint")
+    header_error = (
+        F.when(value.isNull(), F.lit("null value (tombstone): nothing to decode"))
+        .when(F.col("key").isNull(), F.lit("null key: every user record is keyed by its id"))
+        .when(size < HEADER_BYTES, F.format_string("too short: %d bytes, the Confluent wire format needs a 5-byte header", size))
+        .when(magic_hex != "00", F.concat(F.lit("wrong magic byte 0x"), magic_hex, F.lit(": not Confluent wire format")))
+        .when(raw_id > MAX_SCHEMA_ID, F.format_string("invalid schema id %d: above the int32 range", raw_id))
+    )
+    return df.withColumn("header_error", header_error).withColumn(
+        "schema_id", F.when(F.col("header_error").isNull(), raw_id.cast("int"))
+    )
+
+
+def required_fields(schema_json: str) -> list[str]:
+    """Fields that can never be null in a successfully decoded record (not a union with null)."""
+    fields = json.loads(schema_json)["fields"]
+    return [f["name"] for f in fields if not (isinstance(f["type"], list) and "null" in f["type"])]
+
+
+def decode_failed(struct: Column, schema_json: str) -> Column:
+    """True where PERMISSIVE from_avro gave up: it returns a struct of nulls, so a required field is null."""
+    required = required_fields(schema_json)
+    if required:
+        return struct[required[0]].isNull()
+    # Every field nullable: only "all fields null" is indistinguishable from a failed decode.
+    return reduce(lambda a, b: a & b, [struct[f["name"]].isNull() for f in json.loads(schema_json)["fields"]])
+
+
+def uuid_fields(schema_json: str) -> list[tuple[str, bool]]:
+    """(name, nullable) of fields with logicalType uuid: Spark decodes them as plain strings."""
+    result = []
+    for f in json.loads(schema_json)["fields"]:
+        kind, nullable = f["type"], False
+        if isinstance(kind, list):
+            nullable = "null" in kind
+            kind = next((k for k in kind if k != "null"), None)
+        if isinstance(kind, dict) and kind.get("logicalType") == "uuid":
+            result.append((f["name"], nullable))
+    return result
+
+
+def _payload() -> Column:
+    """The Avro binary after the 5-byte header."""
+    return F.expr(f"substring(value, {HEADER_BYTES + 1})")
+
+
+def _by_schema_id(branches: dict[int, Column]) -> Column:
+    """CASE schema_id WHEN id THEN expr ... END: each record evaluates only its own id's branch."""
+    column = None
+    for schema_id, expr in sorted(branches.items()):
+        condition = F.col("schema_id") == schema_id
+        column = F.when(condition, expr) if column is None else column.when(condition, expr)
+    return column
+
+
+def _id_reasons(ids: dict[int, str]) -> Column | None:
+    """A per-id reason (unknown/incompatible ids), or None when there are none."""
+    return _by_schema_id({sid: F.lit(reason) for sid, reason in ids.items()}) if ids else None
+
+
+def decode(framed: DataFrame, snapshot: SchemaSnapshot, registry_url: str = "the registry") -> DataFrame:
+    """Decode every header-valid record with its own writer schema into the reader schema; set `reason` for the rest.
+
+    `framed` comes from `with_header`. One pass: the per-id decodes are
+    branches of one CASE expression (the same result as filtering per id and
+    unioning, without scanning the batch once per id).
+    """
+    reader = snapshot.reader
+    writers = {**snapshot.writers, reader.id: reader.schema}
+    payload = _payload()
+
+    # Step 1: decode into the reader shape; for writers other than the reader, also decode
+    # into the writer's own shape, needed to re-encode and compare lengths.
+    decoded = _by_schema_id({sid: from_avro(payload, schema, from_avro_options(reader.schema)) for sid, schema in writers.items()})
+    stage = framed.withColumn("user", decoded)
+    own_shape = {sid: f"_writer_{sid}" for sid in writers if sid != reader.id}
+    for sid, name in own_shape.items():
+        stage = stage.withColumn(name, F.when(F.col("schema_id") == sid, from_avro(payload, writers[sid], from_avro_options())))
+
+    # Step 2: bytes the decoder consumed, by re-encoding (guarded: to_avro cannot encode a failed, all-null decode).
+    consumed = {reader.id: F.when(~decode_failed(F.col("user"), reader.schema), F.length(to_avro(F.col("user"), reader.schema)))}
+    for sid, name in own_shape.items():
+        consumed[sid] = F.when(~decode_failed(F.col(name), writers[sid]), F.length(to_avro(F.col(name), writers[sid])))
+    stage = stage.withColumn("_consumed", _by_schema_id(consumed)).drop(*own_shape.values())
+
+    # Step 3: the first failing check names the reason; null means the row is good.
+    sid = F.col("schema_id")
+    payload_size = F.length(F.col("value")) - HEADER_BYTES
+    reader_name = f"{reader.subject} version {reader.version} (id {reader.id})" if reader.subject else f"reader schema id {reader.id}"
+    reason = F.when(F.col("header_error").isNotNull(), F.col("header_error"))
+    unknown = {s: f"unknown schema id {s}: not in {registry_url}" for s in snapshot.unknown}
+    incompatible = {s: f"schema id {s} cannot be read as {reader_name}: {why}" for s, why in snapshot.incompatible.items()}
+    for reasons in (unknown, incompatible):
+        if reasons:
+            reason = reason.when(sid.isin(list(reasons)), _id_reasons(reasons))
+    reason = reason.when(
+        F.col("user").isNull() | decode_failed(F.col("user"), reader.schema),
+        F.format_string("corrupt or truncated Avro for schema id %d", sid),
+    ).when(
+        F.col("_consumed") != payload_size,
+        F.format_string(
+            "Avro for schema id %d ends after %d of %d payload bytes: trailing bytes, probably written with another schema",
+            sid, F.col("_consumed"), payload_size,
+        ),
+    )
+    for name, nullable in uuid_fields(reader.schema):
+        bad = ~F.col(f"user.{name}").rlike(UUID_PATTERN)
+        reason = reason.when(bad if not nullable else (F.col(f"user.{name}").isNotNull() & bad),
+                             F.concat(F.lit(f"field {name} is not a UUID: "), F.col(f"user.{name}")))
+    return stage.withColumn("reason", reason).drop("_consumed")
+
+
+def good_rows(decoded: DataFrame) -> DataFrame:
+    """The rows to write: reader fields flattened, plus which schema and Kafka position each came from."""
+    return decoded.where(F.col("reason").isNull()).select(
+        "user.*",
+        F.col("schema_id"),
+        F.col("topic").alias("kafka_topic"),
+        F.col("partition").alias("kafka_partition"),
+        F.col("offset").alias("kafka_offset"),
+        F.col("timestamp").alias("kafka_timestamp"),
+    )
+
+
+def dead_rows(decoded: DataFrame) -> DataFrame:
+    """The rows to dead-letter, with everything the dead-letter sink needs."""
+    return decoded.where(F.col("reason").isNotNull())
+
+
+def avro_compatibility(spark: Any) -> CompatibilityCheck:
+    """A check that asks the JVM's own Avro (the library that will decode) whether writer data resolves into the reader."""
+    jvm = spark._jvm
+
+    def check(reader_schema: str, writer_schema: str) -> str | None:
+        parse = lambda text: jvm.org.apache.avro.Schema.Parser().parse(text)  # noqa: E731 - fresh parser per schema: names are per-parser
+        try:
+            result = jvm.org.apache.avro.SchemaCompatibility.checkReaderWriterCompatibility(parse(reader_schema), parse(writer_schema))
+        except Py4JJavaError as exc:  # SchemaParseException: the registry gave us something Avro cannot parse
+            return f"Avro cannot parse the schema: {exc.java_exception.getMessage()}"
+        if result.getType().toString() == "COMPATIBLE":
+            return None
+        problems = result.getResult().getIncompatibilities()
+        return "; ".join(f"{p.getType().toString()} at {p.getLocation()}: {p.getMessage()}" for p in problems)
+
+    return check

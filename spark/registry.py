@@ -1,0 +1,181 @@
+"""Schemas from the Schema Registry: the writer schema of each record, and the reader schema.
+
+Every Kafka record names the schema it was written with (bytes 1-4 of the
+Confluent wire format). The decoder needs that exact writer schema, fetched
+by id with `GET /schemas/ids/{id}` and cached forever (an id's schema never
+changes), plus one reader schema that every record is resolved into: the
+subject's latest version, or the version pinned by USER_SCHEMA_VERSION.
+
+New ids show up mid-stream when a producer starts writing a new version, so
+the book is updated from the ids seen in each batch; a new id also re-reads
+the latest reader version, which is how a registered v2 becomes the shape
+rows are written in without a restart.
+
+Plain HTTP (requests) against the Confluent REST API, so any compatible
+registry works (Confluent, Apicurio's /apis/ccompat/v7, Karapace).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+from pipeline.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# (reader schema JSON, writer schema JSON) -> None if Avro can resolve writer data into the reader, else why not.
+CompatibilityCheck = Callable[[str, str], "str | None"]
+
+
+class RegistryError(RuntimeError):
+    """The registry could not be asked, or answered something the pipeline cannot use."""
+
+
+@dataclass(frozen=True)
+class RegisteredSchema:
+    """One schema as the registry knows it."""
+
+    id: int
+    schema: str
+    subject: str | None = None
+    version: int | None = None
+
+    @property
+    def fields(self) -> list[dict]:
+        return json.loads(self.schema)["fields"]
+
+
+class RegistryClient:
+    """The two GETs the consumer needs, with retries for a registry that restarts or is briefly busy."""
+
+    def __init__(self, url: str, user_info: str | None = None, timeout: float = 10.0, retries: int = 5):
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+        self.http = requests.Session()
+        retry = Retry(total=retries, backoff_factor=0.5, status_forcelist=(429, 500, 502, 503, 504), allowed_methods=("GET",))
+        self.http.mount("http://", HTTPAdapter(max_retries=retry))
+        self.http.mount("https://", HTTPAdapter(max_retries=retry))
+        if user_info:
+            user, _, password = user_info.partition(":")
+            self.http.auth = (user, password)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RegistryClient:
+        info = settings.schema_registry_basic_auth_user_info
+        return cls(settings.schema_registry_url, info.get_secret_value() if info else None)
+
+    def _get(self, path: str) -> requests.Response:
+        """GET with retries; an unreachable registry is an error that says where it looked."""
+        try:
+            return self.http.get(f"{self.url}{path}", timeout=self.timeout)
+        except requests.RequestException as exc:
+            raise RegistryError(
+                f"schema registry at {self.url} did not answer GET {path} ({exc}); is it running? "
+                "`python -m stack status` shows the embedded stack"
+            ) from exc
+
+    def schema_by_id(self, schema_id: int) -> RegisteredSchema | None:
+        """The schema registered under an id, or None when the registry has no such id (HTTP 404)."""
+        response = self._get(f"/schemas/ids/{schema_id}")
+        if response.status_code == 404:
+            return None
+        if response.status_code != 200:
+            raise RegistryError(f"GET {self.url}/schemas/ids/{schema_id}: HTTP {response.status_code} {response.text[:300]}")
+        body = response.json()
+        schema_type = body.get("schemaType", "AVRO")
+        if schema_type != "AVRO":
+            raise RegistryError(f"schema id {schema_id} is {schema_type}, not Avro: this pipeline decodes Avro only")
+        return RegisteredSchema(id=schema_id, schema=body["schema"])
+
+    def subject_version(self, subject: str, version: str = "latest") -> RegisteredSchema:
+        """A subject's version ("latest" or a number); a missing subject says how to register it."""
+        response = self._get(f"/subjects/{subject}/versions/{version}")
+        if response.status_code == 404:
+            raise RegistryError(
+                f"subject {subject!r} has no version {version} at {self.url}: register the schema first (`make register`)"
+            )
+        if response.status_code != 200:
+            raise RegistryError(f"GET {self.url}/subjects/{subject}/versions/{version}: HTTP {response.status_code} {response.text[:300]}")
+        body = response.json()
+        return RegisteredSchema(id=int(body["id"]), schema=body["schema"], subject=subject, version=int(body["version"]))
+
+
+def subject_name(strategy: str, topic: str, record_fullname: str) -> str:
+    """The subject a value schema is registered under, as Confluent's serializers name it."""
+    if strategy == "topic":
+        return f"{topic}-value"
+    if strategy == "record":
+        return record_fullname
+    if strategy == "topic_record":
+        return f"{topic}-{record_fullname}"
+    raise ValueError(f"unknown subject name strategy {strategy!r}: use topic, record or topic_record")
+
+
+def reader_subject(settings: Settings, topic: str) -> str:
+    """The subject holding the User schema for a topic under the configured strategy."""
+    return subject_name(settings.subject_name_strategy, topic, "io.userstream.User")
+
+
+@dataclass(frozen=True)
+class SchemaSnapshot:
+    """Everything decode needs for one batch, fixed for the duration of the batch."""
+
+    reader: RegisteredSchema
+    writers: dict[int, str]  # usable writer schema JSON by id
+    unknown: frozenset[int]  # ids the registry does not have
+    incompatible: dict[int, str]  # ids whose schema cannot be resolved into the reader, with Avro's reason
+
+
+@dataclass
+class SchemaBook:
+    """Writer schemas by id (cached), the current reader, and which writers it cannot read."""
+
+    client: RegistryClient
+    subject: str
+    reader_version: str
+    compatibility: CompatibilityCheck
+    reader: RegisteredSchema | None = None
+    writers: dict[int, str] = field(default_factory=dict)
+    incompatible: dict[int, str] = field(default_factory=dict)
+
+    def load_reader(self) -> bool:
+        """(Re)read the reader version; True when it changed, so column checks must be redone."""
+        reader = self.client.subject_version(self.subject, self.reader_version)
+        if self.reader is not None and reader.id == self.reader.id:
+            return False
+        log.info("reader schema: subject %s version %s (id %s)", reader.subject, reader.version, reader.id)
+        self.reader = reader
+        self.incompatible = {sid: why for sid, schema in self.writers.items() if (why := self._why_unreadable(schema))}
+        return True
+
+    def _why_unreadable(self, writer_schema: str) -> str | None:
+        return self.compatibility(self.reader.schema, writer_schema)
+
+    def update(self, schema_ids: Iterable[int]) -> tuple[SchemaSnapshot, bool]:
+        """Fetch the ids not seen before; return the batch's snapshot and whether the reader changed."""
+        reader_changed = self.reader is None and self.load_reader()
+        new_ids = sorted(set(schema_ids) - set(self.writers))
+        unknown = set()
+        for schema_id in new_ids:
+            registered = self.client.schema_by_id(schema_id)
+            if registered is None:
+                unknown.add(schema_id)
+                continue
+            self.writers[schema_id] = registered.schema
+            log.info("writer schema id %s fetched from the registry", schema_id)
+            why = self._why_unreadable(registered.schema)
+            if why:
+                self.incompatible[schema_id] = why
+        if new_ids and self.reader_version == "latest":
+            # A new writer id may be a new version: make it the reader before decoding it.
+            reader_changed = self.load_reader() or reader_changed
+        usable = {sid: schema for sid, schema in self.writers.items() if sid not in self.incompatible}
+        snapshot = SchemaSnapshot(self.reader, usable, frozenset(unknown), dict(self.incompatible))
+        return snapshot, reader_changed

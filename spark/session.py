@@ -1,0 +1,198 @@
+"""The one way Spark entry points (stream job, bench, tests) get a SparkSession.
+
+    from spark.session import build_spark_session
+    spark = build_spark_session(load_settings(), "users-to-cassandra", master="local[2]")
+
+Connector jars (Kafka source/sink, spark-avro, Cassandra connector) come from,
+in order:
+  1. SPARK_JARS (settings.spark_jars), a comma-separated list of jar paths;
+  2. `--packages` coordinates when the environment has SPARK_USE_PACKAGES=1
+     (needs Maven Central at start-up; versions from stack/pom.xml);
+  3. the jars `make setup` fetched into <STACK_HOME>/jars/spark/.
+Under `spark-submit` the driver JVM already exists, so the jars must come
+from its own `--jars`/`--packages`; this module then only checks that the
+classes are there.
+
+It also caps how much Avro may allocate for one string/bytes field (see
+settings.spark_avro_max_field_bytes): without the cap a corrupt length prefix
+in a poison record makes the JVM die of OutOfMemoryError instead of the
+record being dead-lettered.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from py4j.protocol import Py4JJavaError
+
+from pipeline.settings import REPO_ROOT, Settings
+
+# Artifact name prefixes of the three connector jars the job cannot run without.
+REQUIRED_ARTIFACTS = ("spark-sql-kafka-0-10_2.12-", "spark-avro_2.12-", "spark-cassandra-connector_2.12-")
+# One class from each, to check the running JVM really has them.
+REQUIRED_CLASSES = (
+    "org.apache.spark.sql.kafka010.KafkaSourceProvider",
+    "org.apache.spark.sql.avro.AvroDataToCatalyst",
+    "com.datastax.spark.connector.cql.CassandraConnector",
+)
+AVRO_LIMIT_PROPERTIES = (
+    "org.apache.avro.limits.string.maxLength",
+    "org.apache.avro.limits.bytes.maxLength",
+    "org.apache.avro.limits.collectionItems.maxLength",
+)
+POM = REPO_ROOT / "stack" / "pom.xml"
+
+
+class MissingJarsError(RuntimeError):
+    """The connector jars are not where the session expects them."""
+
+
+class AvroLimitError(RuntimeError):
+    """The driver JVM decodes Avro without a field-size cap, so a poison record could kill it."""
+
+
+def fetched_jars(settings: Settings) -> list[str]:
+    """The jars of <stack_home>/jars/spark, checked to contain the three connectors."""
+    folder = Path(settings.stack_home) / "jars" / "spark"
+    jars = sorted(str(path) for path in folder.glob("*.jar"))
+    names = [Path(jar).name for jar in jars]
+    missing = [prefix.rstrip("-") for prefix in REQUIRED_ARTIFACTS if not any(n.startswith(prefix) for n in names)]
+    if missing:
+        raise MissingJarsError(
+            f"Spark connector jars missing from {folder}: {', '.join(missing)}; run `make setup` "
+            "(or `python -m stack fetch`), set SPARK_JARS to your own jars, or SPARK_USE_PACKAGES=1 to use --packages"
+        )
+    return jars
+
+
+def configured_jars(settings: Settings) -> list[str]:
+    """SPARK_JARS split and checked: a typo should fail here, not as a ClassNotFoundException later."""
+    jars = [jar.strip() for jar in (settings.spark_jars or "").split(",") if jar.strip()]
+    absent = [jar for jar in jars if not Path(jar).is_file()]
+    if absent:
+        raise MissingJarsError(f"SPARK_JARS names files that do not exist: {', '.join(absent)}")
+    return jars
+
+
+def package_coordinates(pom: Path = POM) -> list[str]:
+    """Maven coordinates for `--packages`, versions read from stack/pom.xml so they cannot drift."""
+    import pyspark
+
+    ns = {"m": "http://maven.apache.org/POM/4.0.0"}
+    props = ET.parse(pom).getroot().find("m:properties", ns)
+    connector = props.find("m:spark.cassandra.connector.version", ns).text
+    return [
+        f"org.apache.spark:spark-sql-kafka-0-10_2.12:{pyspark.__version__}",
+        f"org.apache.spark:spark-avro_2.12:{pyspark.__version__}",
+        f"com.datastax.spark:spark-cassandra-connector_2.12:{connector}",
+    ]
+
+
+def avro_limit_java_options(settings: Settings) -> str:
+    """`-D` options that make Avro throw (caught by from_avro PERMISSIVE) instead of allocating gigabytes."""
+    limit = settings.spark_avro_max_field_bytes
+    return " ".join(f"-D{prop}={limit}" for prop in AVRO_LIMIT_PROPERTIES)
+
+
+def cassandra_conf(settings: Settings) -> dict[str, str]:
+    """The connector's connection settings; credentials only when set."""
+    conf = {
+        "spark.cassandra.connection.host": settings.cassandra_hosts,
+        "spark.cassandra.connection.port": str(settings.cassandra_port),
+        "spark.sql.extensions": "com.datastax.spark.connector.CassandraSparkExtensions",
+    }
+    if settings.cassandra_username:
+        conf["spark.cassandra.auth.username"] = settings.cassandra_username
+        conf["spark.cassandra.auth.password"] = (
+            settings.cassandra_password.get_secret_value() if settings.cassandra_password else ""
+        )
+    return conf
+
+
+def jvm_already_running() -> bool:
+    """True under spark-submit (or after an earlier session): JVM options and jars are fixed by then."""
+    from pyspark import SparkContext
+
+    return SparkContext._gateway is not None or "PYSPARK_GATEWAY_PORT" in os.environ
+
+
+def session_conf(settings: Settings, app_name: str, master: str | None, jvm_running: bool | None = None) -> dict[str, str]:
+    """Every Spark setting the pipeline relies on, as one dict; launch-time ones only when we launch the JVM."""
+    launching = not (jvm_already_running() if jvm_running is None else jvm_running)
+    java_options = avro_limit_java_options(settings)
+    conf = {
+        "spark.app.name": app_name,
+        "spark.sql.shuffle.partitions": str(settings.spark_shuffle_partitions),
+        "spark.sql.session.timeZone": "UTC",
+        "spark.ui.showConsoleProgress": "false",
+        # Executors on a standalone cluster start after the session, so they always get this.
+        "spark.executor.extraJavaOptions": java_options,
+        "spark.pyspark.python": sys.executable,
+        **cassandra_conf(settings),
+    }
+    if master or launching:
+        conf["spark.master"] = master or settings.spark_master
+    if launching:
+        conf["spark.driver.extraJavaOptions"] = java_options
+        if settings.spark_jars:
+            conf["spark.jars"] = ",".join(configured_jars(settings))
+        elif os.environ.get("SPARK_USE_PACKAGES") == "1":
+            conf["spark.jars.packages"] = ",".join(package_coordinates())
+        else:
+            conf["spark.jars"] = ",".join(fetched_jars(settings))
+    return conf
+
+
+def check_connector_classes(spark) -> None:
+    """Fail at start-up, with the fix, when the driver cannot load a connector class."""
+    jvm = spark._jvm
+    loader = jvm.org.apache.spark.util.Utils.getContextOrSparkClassLoader()
+    for name in REQUIRED_CLASSES:
+        try:
+            jvm.java.lang.Class.forName(name, False, loader)
+        except Py4JJavaError as exc:  # ClassNotFoundException
+            raise MissingJarsError(
+                f"the Spark driver cannot load {name}: pass the connector jars, e.g. "
+                "`spark-submit --jars $(ls .stack/jars/spark/*.jar | paste -sd,) ...` after `make setup`"
+            ) from exc
+
+
+def ensure_avro_limits(spark, settings: Settings) -> None:
+    """Make sure the driver JVM (the executor in local mode) caps Avro field sizes.
+
+    A JVM started by this module already has the `-D` options. Under
+    spark-submit we set the system properties now, which works as long as
+    nothing has decoded Avro yet (Avro reads them once); then we check the cap
+    is really in force by asking Avro to accept a length just above it.
+    """
+    jvm = spark._jvm
+    limit = settings.spark_avro_max_field_bytes
+    for prop in AVRO_LIMIT_PROPERTIES:
+        if jvm.java.lang.System.getProperty(prop) is None:
+            jvm.java.lang.System.setProperty(prop, str(limit))
+    try:
+        jvm.org.apache.avro.SystemLimitException.checkMaxStringLength(limit + 1)
+    except Py4JJavaError as exc:
+        if exc.java_exception.getClass().getName() == "org.apache.avro.SystemLimitException":
+            return  # the refusal we asked for: the cap is in force
+        raise
+    raise AvroLimitError(
+        f"Avro in the driver JVM accepts strings longer than {limit} bytes, so a corrupt record can exhaust the heap: "
+        f"start the driver with --driver-java-options '{avro_limit_java_options(settings)}'"
+    )
+
+
+def build_spark_session(settings: Settings, app_name: str, master: str | None = None, extra_conf: dict[str, str] | None = None):
+    """A SparkSession with the connectors, Cassandra connection and Avro caps configured and checked."""
+    from pyspark.sql import SparkSession
+
+    builder = SparkSession.builder
+    for key, value in {**session_conf(settings, app_name, master), **(extra_conf or {})}.items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    check_connector_classes(spark)
+    ensure_avro_limits(spark, settings)
+    return spark

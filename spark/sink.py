@@ -1,0 +1,143 @@
+"""Where decoded batches go: good rows to Cassandra, poison records to the dead-letter topic.
+
+Both sinks have the same shape, `write(df)`, and are called from the stream
+job's foreachBatch. foreachBatch is at-least-once (a batch can be replayed
+after a crash), so both writes must tolerate replays: Cassandra writes are
+upserts by primary key, and a replayed dead letter is a duplicate a human can
+see (same source topic/partition/offset header), not a loss.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
+
+from pipeline import dead_letter
+from pipeline.cassandra_schema import column_problems, columns_for_schema, connect, live_columns
+from pipeline.settings import Settings
+from spark.kafka_options import kafka_options
+from spark.registry import RegisteredSchema
+
+log = logging.getLogger(__name__)
+
+KEY = "id"
+# Columns the job writes besides the reader schema's fields (see cassandra/schema.cql).
+PROVENANCE_COLUMNS = {
+    "schema_id": "int",
+    "kafka_topic": "text",
+    "kafka_partition": "int",
+    "kafka_offset": "bigint",
+    "kafka_timestamp": "timestamp",
+}
+CASSANDRA_FORMAT = "org.apache.spark.sql.cassandra"
+
+
+class SchemaMismatchError(RuntimeError):
+    """The reader schema has fields the Cassandra table cannot hold; writing would fail or lose data."""
+
+
+def latest_per_key(rows: DataFrame) -> DataFrame:
+    """One row per id, the last one Kafka has: within a batch the connector's write order is not the Kafka order."""
+    newest_first = Window.partitionBy(KEY).orderBy(
+        F.col("kafka_timestamp").desc(), F.col("kafka_partition").desc(), F.col("kafka_offset").desc()
+    )
+    return rows.withColumn("_rank", F.row_number().over(newest_first)).where("_rank = 1").drop("_rank")
+
+
+class CassandraSink:
+    """Upserts decoded rows into settings.cassandra_keyspace.cassandra_table through the Spark Cassandra connector."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.keyspace = settings.cassandra_keyspace
+        self.table = settings.cassandra_table
+
+    def needed_columns(self, reader: RegisteredSchema) -> dict[str, str]:
+        return {**columns_for_schema(json.loads(reader.schema)), **PROVENANCE_COLUMNS}
+
+    def check_columns(self, reader: RegisteredSchema) -> None:
+        """Fail fast when the table cannot hold the reader schema: the evolution order is ALTER TABLE, then register."""
+        with connect(self.settings) as session:
+            live = live_columns(session, self.keyspace, self.table)
+        where = f"{self.keyspace}.{self.table}"
+        if live is None:
+            raise SchemaMismatchError(f"table {where} does not exist: run `make cassandra-schema` (python -m pipeline.cassandra_schema)")
+        missing, mismatched = column_problems(self.needed_columns(reader), live)
+        what = f"reader schema {reader.subject} version {reader.version} (id {reader.id})"
+        if missing:
+            adds = "; ".join(f"ALTER TABLE {where} ADD {name} {kind}" for name, kind in missing.items())
+            raise SchemaMismatchError(
+                f"{where} has no column for {', '.join(missing)} of {what}. Add the columns first "
+                f"(`python -m pipeline.cassandra_schema --add-columns-for <new schema .avsc>`, or in cqlsh: {adds}), "
+                "then restart the job; the batch was not committed and will be decoded again"
+            )
+        if mismatched:
+            raise SchemaMismatchError(
+                f"{where} column types do not fit {what}: "
+                + ", ".join(f"{name} is {live_type}, the schema needs {kind}" for name, (kind, live_type) in mismatched.items())
+            )
+        log.info("%s can hold %s", where, what)
+
+    def write(self, rows: DataFrame) -> None:
+        """Upsert: a replayed batch rewrites the same rows with the same values."""
+        (
+            latest_per_key(rows)
+            .write.format(CASSANDRA_FORMAT)
+            .options(keyspace=self.keyspace, table=self.table)
+            .mode("append")
+            .save()
+        )
+
+
+class DeadLetterSink:
+    """Publishes undecodable records to settings.dead_letter_topic: original key and bytes, reason in headers."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.topic = settings.dead_letter_topic
+
+    def ensure_topic(self) -> None:
+        """Create the dead-letter topic if missing: a write to a missing topic would block a minute, then fail the batch."""
+        from confluent_kafka import KafkaError, KafkaException
+        from confluent_kafka.admin import AdminClient, NewTopic
+
+        admin = AdminClient(self.settings.kafka_config())
+        if self.topic in admin.list_topics(timeout=15).topics:
+            return
+        futures = admin.create_topics(
+            [NewTopic(self.topic, self.settings.users_topic_partitions, self.settings.users_topic_replication)]
+        )
+        try:
+            futures[self.topic].result(timeout=30)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:  # created concurrently: fine
+                raise
+        log.info("created dead-letter topic %s", self.topic)
+
+    @staticmethod
+    def headers() -> F.Column:
+        """Original headers (if any), then stage, reason and source as pipeline/dead_letter.py defines them."""
+        def header(key: str, value: F.Column) -> F.Column:
+            return F.struct(F.lit(key).alias("key"), value.cast("binary").alias("value"))
+
+        source = F.concat_ws("/", F.col("topic"), F.col("partition").cast("string"), F.col("offset").cast("string"))
+        ours = F.array(
+            header(dead_letter.STAGE, F.lit(dead_letter.DECODE)),
+            header(dead_letter.REASON, F.col("reason")),
+            header(dead_letter.SOURCE, source),
+        )
+        no_headers = F.array().cast("array<struct<key:string,value:binary>>")
+        return F.concat(F.coalesce(F.col("headers"), no_headers), ours)
+
+    def write(self, dead: DataFrame) -> None:
+        """Key and value byte-for-byte as consumed, so a fixed record can be replayed as is."""
+        (
+            dead.select("key", "value", self.headers().alias("headers"))
+            .write.format("kafka")
+            .options(**kafka_options(self.settings))
+            .option("topic", self.topic)
+            .save()
+        )

@@ -1,0 +1,248 @@
+"""Start, stop and inspect the embedded stack's processes.
+
+Each service runs in its own process group with its output in
+`.stack/logs/<name>.log` and its pid in `.stack/run/<name>.pid`. `up` is
+idempotent (a running, ready service is left alone), refuses a port that
+something else holds, and waits for the service's real readiness probe while
+printing progress. `down` stops in reverse dependency order (SIGTERM, then
+SIGKILL after the service's timeout) and then checks that nothing still holds
+the service's ports.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline.settings import Settings
+from stack.layout import Layout
+from stack.services import SERVICES, NotReady, Service, StackError
+
+PROGRESS_EVERY = 5.0  # seconds between "still waiting" lines
+
+
+def ordered(names: list[str]) -> list[str]:
+    """`names` plus their dependencies, dependencies first."""
+    result: list[str] = []
+
+    def visit(name: str) -> None:
+        if name not in SERVICES:
+            raise StackError(f"unknown service '{name}'; known: {', '.join(SERVICES)}")
+        for dependency in SERVICES[name].depends_on:
+            visit(dependency)
+        if name not in result:
+            result.append(name)
+
+    for name in names:
+        visit(name)
+    return result
+
+
+def read_pid(layout: Layout, name: str) -> int | None:
+    """The pid of our process for `name`, if it is still alive (a stale pid file is removed)."""
+    path = layout.pidfile(name)
+    if not path.exists():
+        return None
+    pid = int(path.read_text().strip() or 0)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        path.unlink(missing_ok=True)
+        return None
+    # A zombie (exited, not reaped) is not running.
+    stat = Path(f"/proc/{pid}/stat")
+    if stat.exists() and stat.read_text().split(") ")[-1].startswith("Z"):
+        path.unlink(missing_ok=True)
+        return None
+    return pid
+
+
+def port_in_use(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def log_tail(layout: Layout, name: str, lines: int = 15) -> str:
+    path = layout.log(name)
+    if not path.exists():
+        return "(no log yet)"
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def start(settings: Settings, layout: Layout, service: Service) -> bool:
+    """Start one service and wait until it is ready; False if it was already running."""
+    pid = read_pid(layout, service.name)
+    if pid is not None:
+        version = wait_ready(settings, layout, service, pid)
+        print(f"up: {service.name:<10} already running (pid {pid}, {version})")
+        return False
+    for purpose, port in service.ports(settings).items():
+        if port_in_use(port):
+            raise StackError(
+                f"{service.name}: port {port} ({purpose}) is already taken by another process. "
+                f"Stop it (`ss -ltnp | grep :{port}` shows which), or move the service with its setting in pipeline/settings.py."
+            )
+    service.prepare(settings, layout)
+    command = service.command(settings, layout)
+    log = layout.log(service.name)
+    with log.open("ab") as out:
+        out.write(f"\n===== {time.strftime('%Y-%m-%d %H:%M:%S')} starting: {' '.join(command)}\n".encode())
+        out.flush()
+        process = subprocess.Popen(
+            command,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # own process group, so `down` reaches its children too
+            env={**os.environ, **service.env(settings, layout)},
+            cwd=layout.home,
+        )
+    layout.pidfile(service.name).write_text(f"{process.pid}\n")
+    version = wait_ready(settings, layout, service, process.pid, process)
+    ports = ", ".join(f"{port}" for port in service.ports(settings).values()) or "-"
+    print(f"up: {service.name:<10} ready      pid {process.pid:<7} port {ports:<11} {version:<14} log {log}")
+    return True
+
+
+def wait_ready(settings: Settings, layout: Layout, service: Service, pid: int, process: subprocess.Popen | None = None) -> str:
+    """Poll the service's probe until it answers; fail fast if the process dies."""
+    started = time.monotonic()
+    last_progress = started
+    reason = "not probed yet"
+    while True:
+        if process is not None and process.poll() is not None:
+            layout.pidfile(service.name).unlink(missing_ok=True)
+            raise StackError(
+                f"{service.name}: exited with code {process.returncode} while starting. "
+                f"Log: {layout.log(service.name)}\n--- last lines ---\n{log_tail(layout, service.name)}"
+            )
+        try:
+            return service.probe(settings)
+        except NotReady as exc:
+            reason = str(exc)
+        elapsed = time.monotonic() - started
+        if elapsed > service.startup_timeout:
+            raise StackError(
+                f"{service.name}: not ready after {service.startup_timeout:.0f}s (last answer: {reason}). "
+                f"Log: {layout.log(service.name)}\n--- last lines ---\n{log_tail(layout, service.name)}"
+            )
+        if time.monotonic() - last_progress >= PROGRESS_EVERY:
+            print(f"up: {service.name:<10} waiting ({elapsed:.0f}s): {reason[:100]}", flush=True)
+            last_progress = time.monotonic()
+        time.sleep(1)
+
+
+def stop(settings: Settings, layout: Layout, service: Service) -> bool:
+    """SIGTERM the service's process group, SIGKILL it after the timeout; False if it was not running."""
+    pid = read_pid(layout, service.name)
+    if pid is None:
+        return False
+    _signal_group(pid, signal.SIGTERM)
+    deadline = time.monotonic() + service.stop_timeout
+    while time.monotonic() < deadline and _group_alive(pid):
+        time.sleep(0.5)
+    killed = _group_alive(pid)
+    if killed:
+        _signal_group(pid, signal.SIGKILL)
+        while _group_alive(pid):
+            time.sleep(0.2)
+    layout.pidfile(service.name).unlink(missing_ok=True)
+    _wait_ports_free(settings, service)
+    print(f"down: {service.name:<10} stopped{' (killed after ' + str(int(service.stop_timeout)) + 's)' if killed else ''}")
+    return True
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    try:
+        os.killpg(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _group_alive(pgid: int) -> bool:
+    """True while any non-zombie process of the group is left."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(") ", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False
+
+
+def _wait_ports_free(settings: Settings, service: Service, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    busy = [port for port in service.ports(settings).values() if port_in_use(port)]
+    while busy and time.monotonic() < deadline:
+        time.sleep(0.5)
+        busy = [port for port in busy if port_in_use(port)]
+    if busy:
+        raise StackError(f"{service.name}: stopped, but port(s) {busy} still answer; another process holds them")
+
+
+def up(settings: Settings, layout: Layout, names: list[str]) -> list[str]:
+    """Start `names` and their dependencies; returns those this call started."""
+    layout.make_dirs()
+    started = []
+    for name in ordered(names):
+        if start(settings, layout, SERVICES[name]):
+            started.append(name)
+    return started
+
+
+def down(settings: Settings, layout: Layout, names: list[str] | None = None) -> None:
+    """Stop `names` (default: every service), dependents first."""
+    everything = ordered(list(SERVICES))
+    wanted = everything if names is None else [name for name in everything if name in names]
+    for name in reversed(wanted):
+        stop(settings, layout, SERVICES[name])
+
+
+@dataclass
+class ServiceStatus:
+    name: str
+    state: str  # "up", "down", "starting"
+    pid: int | None
+    ports: dict[str, int]
+    version: str
+    rss_mb: int | None
+    log: Path
+    detail: str = ""
+
+
+def status(settings: Settings, layout: Layout) -> list[ServiceStatus]:
+    """One row per service: whether our process runs, whether it answers its probe, its memory."""
+    rows = []
+    for name, service in SERVICES.items():
+        pid = read_pid(layout, name)
+        state, version, detail = "down", "", ""
+        if pid is not None:
+            try:
+                version, state = service.probe(settings), "up"
+            except NotReady as exc:
+                state, detail = "starting", str(exc)
+        rows.append(ServiceStatus(name, state, pid, service.ports(settings), version, _rss_mb(pid), layout.log(name), detail))
+    return rows
+
+
+def _rss_mb(pid: int | None) -> int | None:
+    """Resident memory of the whole process group (Airflow standalone is several processes)."""
+    if pid is None:
+        return None
+    total_kb = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(") ", 1)[1].split()
+            if int(fields[2]) == pid:
+                status_text = (stat.parent / "status").read_text()
+                total_kb += int(next(line.split()[1] for line in status_text.splitlines() if line.startswith("VmRSS:")))
+        except (OSError, IndexError, StopIteration, ValueError):
+            continue
+    return total_kb // 1024

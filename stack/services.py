@@ -1,0 +1,358 @@
+"""The services of the embedded stack: how each is configured, started and checked.
+
+A `Service` says which ports it listens on, how to prepare its config and data
+(render a template, format Kafka's storage once), the command that runs it in
+the foreground, and a readiness probe that talks the service's real protocol:
+a Kafka metadata request, `GET /subjects`, a CQL query, an HTTP request. The
+launcher (stack/launcher.py) does the process handling for all of them alike.
+
+Ports and addresses come from pipeline.settings, so the same variables that
+point the pipeline at a service also move the embedded service.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+from urllib.parse import urlparse
+
+import requests
+
+from pipeline.settings import REPO_ROOT, Settings
+from stack.layout import Layout
+
+CONF_TEMPLATES = Path(__file__).resolve().parent / "conf"
+KAFKA_CLUSTER_ID = "userstream-dev-kraft1"  # any 22-char base64-ish id; fixed so a restart keeps the log dirs
+CORE = ("kafka", "registry", "cassandra", "datasource")
+
+
+class NotReady(Exception):
+    """A readiness probe's answer: the service is not serving yet, and why."""
+
+
+class StackError(RuntimeError):
+    """A service cannot be started or stopped; the message names it and its log file."""
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    ports: Callable[[Settings], dict[str, int]]
+    command: Callable[[Settings, Layout], list[str]]
+    probe: Callable[[Settings], str]  # returns the version when ready, raises NotReady otherwise
+    prepare: Callable[[Settings, Layout], None] = lambda settings, layout: None
+    env: Callable[[Settings, Layout], dict[str, str]] = lambda settings, layout: {}
+    depends_on: tuple[str, ...] = ()
+    startup_timeout: float = 120.0
+    stop_timeout: float = 30.0
+    tags: tuple[str, ...] = field(default=())
+
+
+# --- Java -------------------------------------------------------------------
+
+def java_major(java: str) -> int:
+    """The feature version of a `java` binary (17, 21, 25, ...)."""
+    out = subprocess.run([java, "-version"], capture_output=True, text=True).stderr
+    match = re.search(r'version "(\d+)', out)
+    if not match:
+        raise StackError(f"cannot read the version of {java}: {out.strip()[:200]}")
+    return int(match.group(1))
+
+
+def find_java(minimum: int, preferred_home: str | None = None, maximum: int | None = None) -> str:
+    """A java binary of at least `minimum` (and at most `maximum`): the preferred home, JAVA_HOME, PATH, /usr/lib/jvm."""
+    candidates = []
+    for home in (preferred_home, os.environ.get("JAVA_HOME")):
+        if home:
+            candidates.append(str(Path(home) / "bin" / "java"))
+    if shutil.which("java"):
+        candidates.append(shutil.which("java"))
+    candidates += sorted(str(path) for path in Path("/usr/lib/jvm").glob("*/bin/java"))
+    for java in candidates:
+        if Path(java).exists():
+            major = java_major(java)
+            if major >= minimum and (maximum is None or major <= maximum):
+                return java
+    wanted = f"Java {minimum}" + (f" to {maximum}" if maximum else "+")
+    raise StackError(f"no {wanted} found (looked at {', '.join(candidates) or 'nothing'}). Install one and set JAVA_HOME.")
+
+
+def _classpath(layout: Layout, profile: str) -> str:
+    folder = layout.jars / profile
+    if not (folder / ".fetched").exists():
+        raise StackError(f"the {profile} jars are missing in {folder}: run `make setup` first")
+    return str(folder / "*")
+
+
+def _render(template: str, target: Path, values: dict[str, object]) -> Path:
+    """Fill `${NAME}` placeholders of a stack/conf template; an unfilled one is a bug, so fail."""
+    text = (CONF_TEMPLATES / template).read_text()
+    for key, value in values.items():
+        text = text.replace("${" + key + "}", str(value))
+    leftover = re.findall(r"\$\{[A-Z_]+\}", text)
+    if leftover:
+        raise StackError(f"{template}: placeholders without a value: {sorted(set(leftover))}")
+    target.write_text(text)
+    return target
+
+
+def _port_of(url_or_hostport: str) -> int:
+    if "://" not in url_or_hostport:
+        url_or_hostport = "kafka://" + url_or_hostport.split(",")[0]
+    parsed = urlparse(url_or_hostport)
+    return parsed.port or (443 if parsed.scheme == "https" else 80)
+
+
+# --- Kafka ------------------------------------------------------------------
+
+def _kafka_ports(s: Settings) -> dict[str, int]:
+    return {"client": _port_of(s.kafka_bootstrap_servers), "controller": s.stack_kafka_controller_port}
+
+
+def _kafka_prepare(s: Settings, layout: Layout) -> None:
+    """Render server.properties and format the KRaft storage on first start only."""
+    data = layout.data("kafka")
+    data.mkdir(parents=True, exist_ok=True)
+    ports = _kafka_ports(s)
+    properties = _render(
+        "kafka.properties",
+        layout.conf / "kafka.properties",
+        {"KAFKA_PORT": ports["client"], "KAFKA_CONTROLLER_PORT": ports["controller"], "DATA_DIR": data},
+    )
+    if (data / "meta.properties").exists():
+        return
+    result = subprocess.run(
+        [find_java(17), "-Xmx256m", f"-Dlog4j2.configurationFile={CONF_TEMPLATES / 'kafka-log4j2.yaml'}",
+         "-cp", _classpath(layout, "kafka"), "kafka.tools.StorageTool", "format",
+         "-t", KAFKA_CLUSTER_ID, "-c", str(properties)],
+        capture_output=True, text=True,
+    )
+    if result.returncode != 0:
+        raise StackError(f"kafka: formatting storage in {data} failed:\n{result.stdout}{result.stderr}")
+
+
+def _kafka_command(s: Settings, layout: Layout) -> list[str]:
+    return [
+        find_java(17), f"-Xms{s.stack_kafka_heap}", f"-Xmx{s.stack_kafka_heap}", "-XX:+UseG1GC",
+        f"-Dlog4j2.configurationFile={CONF_TEMPLATES / 'kafka-log4j2.yaml'}",
+        "-cp", _classpath(layout, "kafka"), "kafka.Kafka", str(layout.conf / "kafka.properties"),
+    ]
+
+
+def _kafka_probe(s: Settings) -> str:
+    """Ready when the broker answers a metadata request."""
+    from confluent_kafka.admin import AdminClient
+    from confluent_kafka import KafkaException
+
+    # log_level 0: librdkafka would otherwise print every refused connection while we poll.
+    admin = AdminClient({**s.kafka_config(), "socket.connection.setup.timeout.ms": 2000, "log_level": 0})
+    try:
+        metadata = admin.list_topics(timeout=3)
+    except KafkaException as exc:
+        raise NotReady(f"no metadata answer: {exc}") from exc
+    if not metadata.brokers:
+        raise NotReady("metadata lists no broker yet")
+    jars = list((Layout(s.stack_home).jars / "kafka").glob("kafka_2.13-*.jar"))
+    return jars[0].name.removeprefix("kafka_2.13-").removesuffix(".jar") if jars else "?"
+
+
+# --- Schema Registry (Apicurio, Confluent-compatible API) --------------------
+
+def _registry_ports(s: Settings) -> dict[str, int]:
+    return {"http": _port_of(s.schema_registry_url), "management": s.stack_registry_management_port}
+
+
+def _registry_command(s: Settings, layout: Layout) -> list[str]:
+    """Apicurio with its journal in the local Kafka (kafkasql), like Confluent's registry keeps `_schemas`.
+
+    Compatibility is not enforced on registration unless a global rule says so.
+    """
+    app = layout.jars / "registry" / "app" / "quarkus-run.jar"
+    if not app.exists():
+        raise StackError(f"registry: {app} is missing: run `make setup` first")
+    ports = _registry_ports(s)
+    return [
+        find_java(21, s.registry_java_home), f"-Xmx{s.stack_registry_heap}", "-XX:+UseSerialGC",
+        f"-Dquarkus.http.host=127.0.0.1", f"-Dquarkus.http.port={ports['http']}",
+        f"-Dquarkus.management.host=127.0.0.1", f"-Dquarkus.management.port={ports['management']}",
+        "-Dapicurio.storage.kind=kafkasql",
+        f"-Dapicurio.kafkasql.bootstrap.servers={s.kafka_bootstrap_servers}",
+        f"-Dapicurio.rules.global.compatibility={s.schema_compatibility}",
+        "-Dquarkus.log.console.json=false",
+        "-jar", str(app),
+    ]
+
+
+def _registry_probe(s: Settings) -> str:
+    """Ready when the Confluent-compatible API answers `GET /subjects`."""
+    try:
+        response = requests.get(f"{s.schema_registry_url.rstrip('/')}/subjects", timeout=3)
+    except requests.ConnectionError as exc:
+        raise NotReady(f"no answer on {s.schema_registry_url} yet") from exc
+    if response.status_code != 200:
+        raise NotReady(f"GET /subjects answered {response.status_code}")
+    base = s.schema_registry_url.split("/apis/")[0]
+    info = requests.get(f"{base}/apis/registry/v3/system/info", timeout=3)
+    return info.json().get("version", "?") if info.ok else "?"
+
+
+# --- Cassandra ----------------------------------------------------------------
+
+def _cassandra_ports(s: Settings) -> dict[str, int]:
+    return {"native": s.cassandra_port, "storage": s.stack_cassandra_storage_port}
+
+
+def _cassandra_prepare(s: Settings, layout: Layout) -> None:
+    data = layout.data("cassandra")
+    data.mkdir(parents=True, exist_ok=True)
+    _render(
+        "cassandra.yaml",
+        layout.conf / "cassandra.yaml",
+        {"CASSANDRA_PORT": s.cassandra_port, "CASSANDRA_STORAGE_PORT": s.stack_cassandra_storage_port, "DATA_DIR": data},
+    )
+
+
+def _cassandra_command(s: Settings, layout: Layout) -> list[str]:
+    """CassandraDaemon the way bin/cassandra would start it on Java 17, minus the shell scripts."""
+    jvm_options = [
+        line.strip()
+        for line in (CONF_TEMPLATES / "cassandra-jvm17.options").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    jamm = next((layout.jars / "cassandra").glob("jamm-*.jar"), None)
+    if jamm is None:
+        raise StackError("cassandra: the jamm agent jar is missing: run `make setup`")
+    data = layout.data("cassandra")
+    return [
+        # Cassandra 5.0 supports Java 11 and 17 only.
+        find_java(11, maximum=17), *jvm_options,
+        f"-Xms{s.stack_cassandra_heap}", f"-Xmx{s.stack_cassandra_heap}",
+        f"-javaagent:{jamm}",
+        f"-Dcassandra.config=file://{layout.conf / 'cassandra.yaml'}",
+        "-Dcassandra-foreground=yes",
+        f"-Dcassandra.storagedir={data}",
+        f"-Dcassandra.logdir={layout.logs}",
+        "-Dcassandra.skip_wait_for_gossip_to_settle=0",
+        f"-Dlogback.configurationFile={CONF_TEMPLATES / 'cassandra-logback.xml'}",
+        "-cp", _classpath(layout, "cassandra"),
+        "org.apache.cassandra.service.CassandraDaemon",
+    ]
+
+
+def _cassandra_probe(s: Settings) -> str:
+    """Ready when a CQL query answers."""
+    from cassandra.cluster import Cluster, NoHostAvailable
+
+    cluster = Cluster(s.cassandra_contact_points(), port=s.cassandra_port, connect_timeout=3, control_connection_timeout=3)
+    try:
+        session = cluster.connect()
+        return session.execute("SELECT release_version FROM system.local", timeout=5).one().release_version
+    except NoHostAvailable as exc:
+        raise NotReady(f"no CQL answer: {exc}") from exc
+    finally:
+        cluster.shutdown()
+
+
+# --- The local randomuser-compatible data source ------------------------------
+
+def _datasource_port(s: Settings) -> dict[str, int]:
+    return {"http": _port_of(s.datasource_url)}
+
+
+def _datasource_command(s: Settings, layout: Layout) -> list[str]:
+    return [sys.executable, "-m", "stack.datasource", "--host", "127.0.0.1", "--port", str(_port_of(s.datasource_url))]
+
+
+def _datasource_probe(s: Settings) -> str:
+    try:
+        response = requests.get(s.datasource_url, params={"results": 1, "seed": "probe"}, timeout=3)
+    except requests.RequestException as exc:
+        raise NotReady(str(exc)) from exc
+    if response.status_code != 200:
+        raise NotReady(f"GET {s.datasource_url} answered {response.status_code}")
+    return "api " + response.json().get("info", {}).get("version", "?")
+
+
+# --- Airflow (standalone: api-server, scheduler, dag-processor, triggerer) ----
+
+def airflow_home(layout: Layout) -> Path:
+    return layout.home / "airflow"
+
+
+def _airflow_env(s: Settings, layout: Layout) -> dict[str, str]:
+    return {
+        "AIRFLOW_HOME": str(airflow_home(layout)),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__API__PORT": str(_port_of(s.airflow_url)),
+        "AIRFLOW__API__HOST": "127.0.0.1",
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+        "AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL": "5",
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+    }
+
+
+def _airflow_command(s: Settings, layout: Layout) -> list[str]:
+    airflow_home(layout).mkdir(parents=True, exist_ok=True)
+    return [str(Path(sys.executable).parent / "airflow"), "standalone"]
+
+
+def _airflow_probe(s: Settings) -> str:
+    """Ready when the api-server answers and reports a healthy scheduler and database."""
+    try:
+        response = requests.get(f"{s.airflow_url.rstrip('/')}/api/v2/monitor/health", timeout=3)
+    except requests.RequestException as exc:
+        raise NotReady(str(exc)) from exc
+    if response.status_code != 200:
+        raise NotReady(f"health answered {response.status_code}")
+    health = response.json()
+    for component in ("metadatabase", "scheduler", "dag_processor"):
+        status = (health.get(component) or {}).get("status")
+        if status != "healthy":
+            raise NotReady(f"{component} is {status}")
+    from importlib.metadata import version
+
+    return version("apache-airflow")
+
+
+# --- The Spark streaming job ----------------------------------------------------
+
+def _stream_command(s: Settings, layout: Layout) -> list[str]:
+    return [sys.executable, "-m", "spark.stream_job"]
+
+
+def _stream_probe(s: Settings) -> str:
+    """Ready once the query has written its checkpoint metadata (Spark's first act of a started query)."""
+    if not (Path(s.spark_checkpoint_dir) / "metadata").exists():
+        raise NotReady(f"no checkpoint metadata in {s.spark_checkpoint_dir} yet")
+    import pyspark
+
+    return "spark " + pyspark.__version__
+
+
+SERVICES: dict[str, Service] = {
+    service.name: service
+    for service in (
+        Service("kafka", _kafka_ports, _kafka_command, _kafka_probe, prepare=_kafka_prepare, startup_timeout=90),
+        Service("registry", _registry_ports, _registry_command, _registry_probe, depends_on=("kafka",), startup_timeout=120),
+        Service("cassandra", _cassandra_ports, _cassandra_command, _cassandra_probe, prepare=_cassandra_prepare, startup_timeout=180, stop_timeout=45),
+        Service("datasource", _datasource_port, _datasource_command, _datasource_probe, startup_timeout=30),
+        Service("airflow", lambda s: {"api": _port_of(s.airflow_url)}, _airflow_command, _airflow_probe,
+                env=_airflow_env, depends_on=("kafka", "registry", "datasource"), startup_timeout=300, stop_timeout=45),
+        Service("stream", lambda s: {}, _stream_command, _stream_probe,
+                depends_on=("kafka", "registry", "cassandra"), startup_timeout=180, stop_timeout=45),
+    )
+}
+
+
+def airflow_admin_password(layout: Layout) -> str | None:
+    """The admin password `airflow standalone` generated, if it did."""
+    path = airflow_home(layout) / "simple_auth_manager_passwords.json.generated"
+    return json.loads(path.read_text()).get("admin") if path.exists() else None

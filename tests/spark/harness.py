@@ -1,0 +1,247 @@
+"""One isolated corner of the shared stack per test: its own topics, subject, keyspace and checkpoint.
+
+The embedded stack is shared with other engineers' tests, so nothing here
+touches the configured `users` topic or `userstream` keyspace: every name is
+suffixed with a random token and removed afterwards.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import socket
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaException, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
+from confluent_kafka.schema_registry.avro import AvroSerializer
+from confluent_kafka.serialization import MessageField, SerializationContext
+
+from pipeline import cassandra_schema
+from pipeline.settings import Settings, load_settings
+
+PARTITIONS = 3
+
+
+def require_stack(settings: Settings) -> None:
+    """Fail (not skip) with the fix when a service is down: a skipped integration test proves nothing."""
+    services = {
+        "Kafka": settings.kafka_bootstrap_servers.split(",")[0],
+        "Schema Registry": settings.schema_registry_url.split("//", 1)[1].split("/", 1)[0],
+        "Cassandra": f"{settings.cassandra_contact_points()[0]}:{settings.cassandra_port}",
+    }
+    down = []
+    for name, address in services.items():
+        host, _, port = address.rpartition(":")
+        try:
+            socket.create_connection((host, int(port)), timeout=3).close()
+        except OSError as exc:
+            down.append(f"{name} at {address} ({exc.strerror or exc})")
+    if down:
+        raise RuntimeError(f"stack not reachable: {', '.join(down)}; start it with `make up` (or run `make test`)")
+
+
+def wait_until(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.5) -> Any:
+    """Poll until condition() is truthy; fail with `what` on timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)
+
+
+@dataclass
+class Corner:
+    """A test's private topic, dead-letter topic, subject, keyspace/table and checkpoint, with helpers."""
+
+    settings: Settings
+    registry: SchemaRegistryClient
+    producer: Producer
+    cleanups: list[Callable[[], None]] = field(default_factory=list)
+
+    @classmethod
+    def create(cls, tmp_path: Path, name: str) -> Corner:
+        token = uuid.uuid4().hex[:8]
+        base = load_settings()
+        require_stack(base)
+        settings = base.model_copy(update={
+            "users_topic": f"t_{name}_{token}",
+            "dead_letter_topic": f"t_{name}_{token}.dead_letter",
+            "cassandra_keyspace": f"t_{name}_{token}",
+            "cassandra_table": "users",
+            "cassandra_replication": "SimpleStrategy:1",
+            "spark_checkpoint_dir": str(tmp_path / "checkpoints" / name),
+            "user_schema_version": "latest",
+            "subject_name_strategy": "topic",
+        })
+        corner = cls(settings, SchemaRegistryClient(settings.schema_registry_config()), Producer(settings.kafka_config()))
+        corner.create_topics()
+        corner.create_table()
+        return corner
+
+    @property
+    def subject(self) -> str:
+        return f"{self.settings.users_topic}-value"
+
+    def env(self) -> dict[str, str]:
+        """The settings as environment variables, for `python -m spark.stream_job` subprocesses."""
+        s = self.settings
+        return {
+            "USERS_TOPIC": s.users_topic,
+            "DEAD_LETTER_TOPIC": s.dead_letter_topic,
+            "CASSANDRA_KEYSPACE": s.cassandra_keyspace,
+            "CASSANDRA_TABLE": s.cassandra_table,
+            "SPARK_CHECKPOINT_DIR": s.spark_checkpoint_dir,
+            "USER_SCHEMA_VERSION": s.user_schema_version,
+            "SPARK_SHUFFLE_PARTITIONS": "2",
+        }
+
+    # --- Kafka -----------------------------------------------------------------------------
+
+    def create_topics(self) -> None:
+        admin = AdminClient(self.settings.kafka_config())
+        topics = [self.settings.users_topic, self.settings.dead_letter_topic]
+        futures = admin.create_topics([NewTopic(t, PARTITIONS, 1) for t in topics])
+        for future in futures.values():
+            future.result(timeout=30)
+        self.cleanups.append(lambda: [f.result(timeout=30) for f in admin.delete_topics(topics).values()])
+
+    def produce_raw(self, records: Iterable[tuple[bytes | None, bytes | None]]) -> int:
+        """Publish (key, value) pairs; raise if any delivery failed."""
+        errors: list[str] = []
+
+        def delivered(err, msg):
+            if err is not None:
+                errors.append(str(err))
+
+        count = 0
+        for key, value in records:
+            self.producer.produce(self.settings.users_topic, key=key, value=value, on_delivery=delivered)
+            self.producer.poll(0)
+            count += 1
+        remaining = self.producer.flush(30)
+        if errors or remaining:
+            raise KafkaException(f"{len(errors)} deliveries failed ({errors[:3]}), {remaining} not flushed")
+        return count
+
+    def serializer(self, schema: dict) -> AvroSerializer:
+        """confluent-kafka's own serializer, looking the schema up (never registering it)."""
+        return AvroSerializer(self.registry, json.dumps(schema), conf={"auto.register.schemas": False})
+
+    def encode(self, serializer: AvroSerializer, user: dict) -> bytes:
+        return serializer(user, SerializationContext(self.settings.users_topic, MessageField.VALUE))
+
+    def produce_users(self, serializer: AvroSerializer, users: list[dict]) -> None:
+        self.produce_raw((u["id"].encode(), self.encode(serializer, u)) for u in users)
+
+    def dead_letters(self, expected: int, timeout: float = 60) -> list[Any]:
+        """Read the dead-letter topic from the start until `expected` messages arrived."""
+        consumer = Consumer({
+            **self.settings.kafka_config(),
+            "group.id": f"test-{uuid.uuid4().hex}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        })
+        consumer.subscribe([self.settings.dead_letter_topic])
+        messages: list[Any] = []
+        deadline = time.monotonic() + timeout
+        try:
+            while len(messages) < expected and time.monotonic() < deadline:
+                msg = consumer.poll(0.5)
+                if msg is None:
+                    continue
+                if msg.error():
+                    raise KafkaException(msg.error())
+                messages.append(msg)
+            # A little longer, so an unexpected extra dead letter is seen too.
+            extra_deadline = time.monotonic() + 2
+            while time.monotonic() < extra_deadline:
+                msg = consumer.poll(0.5)
+                if msg is not None and not msg.error():
+                    messages.append(msg)
+        finally:
+            consumer.close()
+        return messages
+
+    # --- Registry --------------------------------------------------------------------------
+
+    def register(self, schema: dict) -> int:
+        schema_id = self.registry.register_schema(self.subject, Schema(json.dumps(schema), "AVRO"))
+        if not any(c is self._delete_subject for c in self.cleanups):
+            self.cleanups.append(self._delete_subject)
+        return schema_id
+
+    def _delete_subject(self) -> None:
+        self.delete_subject(self.subject)
+
+    def delete_subject(self, subject: str) -> None:
+        """Soft, then hard delete, as Confluent's API requires."""
+        self.registry.delete_subject(subject)
+        self.registry.delete_subject(subject, permanent=True)
+
+    # --- Cassandra -------------------------------------------------------------------------
+
+    def create_table(self) -> None:
+        with cassandra_schema.connect(self.settings) as session:
+            cassandra_schema.apply(self.settings, session)
+        self.cleanups.append(self._drop_keyspace)
+
+    def _drop_keyspace(self) -> None:
+        with cassandra_schema.connect(self.settings) as session:
+            session.execute(f"DROP KEYSPACE IF EXISTS {self.settings.cassandra_keyspace}")
+
+    def cql(self, statement: str) -> list[dict[str, Any]]:
+        from cassandra.query import dict_factory
+
+        with cassandra_schema.connect(self.settings) as session:
+            session.row_factory = dict_factory
+            return list(session.execute(statement))
+
+    def rows(self) -> dict[str, dict[str, Any]]:
+        """Every row of the test table, keyed by id as text."""
+        table = f"{self.settings.cassandra_keyspace}.{self.settings.cassandra_table}"
+        return {str(row["id"]): row for row in self.cql(f"SELECT * FROM {table}")}
+
+    def count(self) -> int:
+        table = f"{self.settings.cassandra_keyspace}.{self.settings.cassandra_table}"
+        return self.cql(f"SELECT count(*) AS n FROM {table}")[0]["n"]
+
+    def close(self) -> None:
+        """Undo everything, newest first; every cleanup runs, the first failure is raised after."""
+        failures = []
+        for cleanup in reversed(self.cleanups):
+            try:
+                cleanup()
+            except Exception as exc:  # collected and re-raised below: cleanup must not stop at the first error
+                failures.append(exc)
+        if failures:
+            raise failures[0]
+
+
+def as_stored(user: dict) -> dict[str, Any]:
+    """What Cassandra should hold for a user: uuid as text, timestamps as naive UTC with millisecond precision."""
+    stored = {}
+    for key, value in user.items():
+        if isinstance(value, dt.datetime):
+            value = value.astimezone(dt.timezone.utc).replace(tzinfo=None, microsecond=value.microsecond // 1000 * 1000)
+        stored[key] = value
+    return stored
+
+
+def assert_rows_match(rows: dict[str, dict[str, Any]], users: list[dict]) -> None:
+    """Exactly these users, every field equal."""
+    assert sorted(rows) == sorted(u["id"] for u in users), "row ids differ from the produced ids"
+    for user in users:
+        row = {k: (str(v) if k == "id" else v) for k, v in rows[user["id"]].items()}
+        expected = as_stored(user)
+        different = {k: (expected[k], row.get(k)) for k in expected if row.get(k) != expected[k]}
+        assert not different, f"user {user['id']}: (expected, stored) differ: {different}"

@@ -1,0 +1,131 @@
+"""The Spark job's plain-Python parts, without a JVM or the stack: schema book, progress, options."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pipeline.settings import load_settings
+from spark.kafka_options import kafka_options
+from spark.progress import merge_offsets, next_progress, progress_path, read_progress, write_progress
+from spark.registry import RegisteredSchema, RegistryError, SchemaBook, subject_name
+from spark.session import MissingJarsError, fetched_jars, package_coordinates, session_conf
+from tests.spark.users import V1, v2_schema
+
+
+class FakeRegistry:
+    """Ids 1 (v1) and 2 (v2) under subject s; counts requests so caching is visible."""
+
+    def __init__(self):
+        self.latest = RegisteredSchema(1, json.dumps(V1), "s", 1)
+        self.by_id = {1: json.dumps(V1), 2: json.dumps(v2_schema())}
+        self.calls: list[str] = []
+
+    def schema_by_id(self, schema_id):
+        self.calls.append(f"id {schema_id}")
+        return RegisteredSchema(schema_id, self.by_id[schema_id]) if schema_id in self.by_id else None
+
+    def subject_version(self, subject, version="latest"):
+        self.calls.append(f"subject {version}")
+        return self.latest
+
+
+def book(client, version="latest", incompatible_ids=()):
+    check = lambda reader, writer: "nope" if any(writer == client.by_id.get(i) for i in incompatible_ids) else None  # noqa: E731
+    return SchemaBook(client=client, subject="s", reader_version=version, compatibility=check)
+
+
+def test_writer_schemas_are_cached_and_unknown_ids_reported():
+    client = FakeRegistry()
+    schemas = book(client)
+    snapshot, changed = schemas.update([1, 7])
+    assert changed and snapshot.reader.id == 1
+    assert set(snapshot.writers) == {1} and snapshot.unknown == {7}
+    client.calls.clear()
+    snapshot, changed = schemas.update([1])
+    assert not changed and client.calls == []  # nothing new: no request at all
+    snapshot, _ = schemas.update([7])
+    assert snapshot.unknown == {7} and client.calls == ["id 7", "subject latest"]  # unknown ids are asked again
+
+
+def test_a_new_writer_id_makes_the_latest_version_the_reader():
+    client = FakeRegistry()
+    schemas = book(client)
+    schemas.update([1])
+    client.latest = RegisteredSchema(2, client.by_id[2], "s", 2)
+    snapshot, changed = schemas.update([1, 2])
+    assert changed and snapshot.reader.id == 2 and set(snapshot.writers) == {1, 2}
+
+
+def test_a_pinned_reader_version_is_not_moved():
+    client = FakeRegistry()
+    schemas = book(client, version="1")
+    schemas.update([1])
+    client.latest = RegisteredSchema(2, client.by_id[2], "s", 2)
+    snapshot, changed = schemas.update([2])
+    assert not changed and snapshot.reader.id == 1 and "subject latest" not in client.calls
+
+
+def test_incompatible_writers_are_set_aside_with_the_reason():
+    client = FakeRegistry()
+    snapshot, _ = book(client, incompatible_ids=[2]).update([1, 2])
+    assert snapshot.incompatible == {2: "nope"} and set(snapshot.writers) == {1}
+
+
+def test_subject_names_follow_confluents_strategies():
+    assert subject_name("topic", "users", "io.userstream.User") == "users-value"
+    assert subject_name("record", "users", "io.userstream.User") == "io.userstream.User"
+    assert subject_name("topic_record", "users", "io.userstream.User") == "users-io.userstream.User"
+    with pytest.raises(ValueError):
+        subject_name("other", "users", "x")
+
+
+def test_unreachable_registry_says_where_it_looked():
+    from spark.registry import RegistryClient
+
+    with pytest.raises(RegistryError, match=r"registry at http://127.0.0.1:1/x did not answer"):
+        RegistryClient("http://127.0.0.1:1/x", retries=0).schema_by_id(1)
+
+
+def test_progress_accumulates_and_offsets_only_move_forward(tmp_path):
+    path = progress_path(str(tmp_path / "ck" / "users"))
+    assert path == tmp_path / "ck" / "users.progress.json"
+    batch = {"records_in": 10, "rows_written": 8, "dead_lettered": 2, "schema_ids": [1], "duration_seconds": 0.5}
+    first = next_progress(None, "q", 0, batch, {"t": {"0": 5, "1": 5}}, 1)
+    write_progress(path, first)
+    second = next_progress(read_progress(path), "q", 1, batch, {"t": {"1": 9}}, 1)
+    assert second["totals"] == {"records_in": 20, "rows_written": 16, "dead_lettered": 4, "batches": 2}
+    assert second["end_offsets"] == {"t": {"0": 5, "1": 9}}
+    assert second["batchId"] == 1 and second["numInputRows"] == 10 and second["processedRowsPerSecond"] == 20.0
+    assert merge_offsets({"t": {"0": 7}}, {"t": {"0": 3}}) == {"t": {"0": 7}}
+
+
+def test_sasl_settings_become_a_jaas_line():
+    settings = load_settings().model_copy(update={
+        "kafka_security_protocol": "SASL_SSL", "kafka_sasl_mechanism": "SCRAM-SHA-512", "kafka_sasl_username": "u",
+        "kafka_sasl_password": __import__("pydantic").SecretStr('p"w'),
+    })
+    options = kafka_options(settings)
+    assert options["kafka.security.protocol"] == "SASL_SSL"
+    assert options["kafka.sasl.jaas.config"] == 'org.apache.kafka.common.security.scram.ScramLoginModule required username="u" password="p\\"w";'
+    assert "kafka.sasl.jaas.config" not in kafka_options(load_settings())
+
+
+def test_missing_jars_say_run_make_setup(tmp_path):
+    with pytest.raises(MissingJarsError, match="make setup"):
+        fetched_jars(load_settings().model_copy(update={"stack_home": tmp_path}))
+
+
+def test_session_conf_carries_connector_cassandra_and_avro_limits(monkeypatch):
+    monkeypatch.setenv("SPARK_USE_PACKAGES", "1")
+    conf = session_conf(load_settings(), "app", "local[1]", jvm_running=False)
+    assert conf["spark.jars.packages"].split(",") == package_coordinates()
+    assert "com.datastax.spark:spark-cassandra-connector_2.12:3.5.1" in package_coordinates()
+    assert conf["spark.cassandra.connection.port"] == "9042" and conf["spark.master"] == "local[1]"
+    assert "-Dorg.apache.avro.limits.string.maxLength=8388608" in conf["spark.driver.extraJavaOptions"]
+    # Under spark-submit the JVM exists: its own --jars/--master stand, the executors still get the cap.
+    monkeypatch.delenv("SPARK_USE_PACKAGES")
+    submitted = session_conf(load_settings(), "app", None, jvm_running=True)
+    assert not {"spark.jars", "spark.jars.packages", "spark.master", "spark.driver.extraJavaOptions"} & set(submitted)
+    assert "-Dorg.apache.avro.limits.bytes.maxLength=8388608" in submitted["spark.executor.extraJavaOptions"]
