@@ -478,6 +478,9 @@ def stream_progress(settings: Settings, topics: list[TopicOffsets], now: float |
     try:
         checkpoint = read_checkpoint(checkpoint_dir)
         found = read_progress_file(checkpoint_dir)
+    except FileNotFoundError as exc:
+        view.error = f"{exc}: the streaming job has not run yet (`make stream`)"
+        return view
     except (OSError, ValueError) as exc:  # ValueError covers a half-written JSON line
         view.error = reason(exc)
         return view
@@ -620,6 +623,9 @@ def cassandra_rows(settings: Settings, timeout: float) -> RowCount:
         view.rows = session.execute(f"SELECT count(*) FROM {keyspace}.{table}").one()[0]
     except _cassandra_errors() as exc:
         view.error = _cassandra_reason(exc)
+        missing = re.search(r'message="([^"]*does not exist[^"]*)"', str(exc))
+        if missing:  # the node is fine; the schema step has not run
+            view.error = f"{missing.group(1)}; create it with `make cassandra-schema`"
     finally:
         if cluster is not None:
             cluster.shutdown()

@@ -32,6 +32,7 @@ Failure injection (for tests; all deterministic):
     fail_times=N           only the first N identical requests fail (identical =
                            same seed, page, results, nat, fail); then success.
                            Absent: every request fails. Use with a seed.
+    fail_page=P            only requests for page P fail (a run that breaks midway)
     retry_after=S          send `Retry-After: S` with the injected failure
     delay=S                sleep S seconds before answering (timeouts)
     malformed=R            corrupt a fraction R (0..1) of records: missing
@@ -473,13 +474,14 @@ class DataSource:
             delay = _float_param(query, "delay", 0.0, 0.0, 60.0)
             fail = _one(query, "fail")
             fail_times = _int_param(query, "fail_times", -1, 0)
+            fail_page = _int_param(query, "fail_page", 0, 1)
             retry_after = _one(query, "retry_after")
         except BadRequest as exc:
             return 200, {}, {"error": str(exc)}
 
         if delay:
             time.sleep(delay)
-        if fail:
+        if fail and (not fail_page or fail_page == page):
             key = (seed, page, results, nats, fail)
             if self.injected_failure(key, None if fail_times < 0 else fail_times):
                 headers = {"Retry-After": retry_after} if retry_after else {}

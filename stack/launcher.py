@@ -167,6 +167,7 @@ def _signal_group(pid: int, sig: int) -> None:
 
 def _group_alive(pgid: int) -> bool:
     """True while any non-zombie process of the group is left."""
+    _reap(pgid)
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(") ", 1)[1].split()
@@ -175,6 +176,14 @@ def _group_alive(pgid: int) -> bool:
         if int(fields[2]) == pgid and fields[0] != "Z":
             return True
     return False
+
+
+def _reap(pid: int) -> None:
+    """Collect the exit status if the leader is our own child, so it does not linger as a zombie."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
 
 
 def _wait_ports_free(settings: Settings, service: Service, timeout: float = 10) -> None:

@@ -248,9 +248,14 @@ def _cassandra_command(s: Settings, layout: Layout) -> list[str]:
 
 def _cassandra_probe(s: Settings) -> str:
     """Ready when a CQL query answers."""
+    from cassandra import ProtocolVersion
     from cassandra.cluster import Cluster, NoHostAvailable
+    from cassandra.policies import RoundRobinPolicy
 
-    cluster = Cluster(s.cassandra_contact_points(), port=s.cassandra_port, connect_timeout=3, control_connection_timeout=3)
+    cluster = Cluster(
+        s.cassandra_contact_points(), port=s.cassandra_port, connect_timeout=3, control_connection_timeout=3,
+        protocol_version=ProtocolVersion.V5, load_balancing_policy=RoundRobinPolicy(),
+    )
     try:
         session = cluster.connect()
         return session.execute("SELECT release_version FROM system.local", timeout=5).one().release_version

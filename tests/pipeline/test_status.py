@@ -468,3 +468,35 @@ def test_cassandra_probe_and_row_count(live_settings):
     local = status.cassandra_rows(live_settings.model_copy(update={"cassandra_keyspace": "system",
                                                                     "cassandra_table": "local"}), 10)
     assert (local.error, local.rows) == (None, 1)
+
+
+@pytest.mark.integration
+@pytest.mark.spark
+def test_lag_from_a_checkpoint_spark_itself_wrote(live_settings, fresh_topic, tmp_path):
+    """The format assumptions above, checked against a real Structured Streaming Kafka query."""
+    from spark.kafka_options import kafka_options
+    from spark.session import build_spark_session
+
+    produce(live_settings, fresh_topic, [(0, [])] * 5 + [(1, [])] * 2)
+    checkpoint = tmp_path / "checkpoint"
+    spark = build_spark_session(
+        live_settings, "status-checkpoint-test", master="local[1]",
+        extra_conf={"spark.ui.enabled": "false", "spark.sql.shuffle.partitions": "1"},
+    )
+    try:
+        query = (
+            spark.readStream.format("kafka").options(**kafka_options(live_settings))
+            .option("subscribe", fresh_topic).option("startingOffsets", "earliest").load()
+            .writeStream.format("noop").option("checkpointLocation", str(checkpoint))
+            .trigger(availableNow=True).start()
+        )
+        assert query.awaitTermination(120), "the availableNow query did not finish in 120 s"
+    finally:
+        spark.stop()
+    produce(live_settings, fresh_topic, [(2, [])] * 3)  # arrives after the query: lag
+
+    settings = live_settings.model_copy(update={"users_topic": fresh_topic, "spark_checkpoint_dir": str(checkpoint)})
+    view = status.stream_progress(settings, status.topic_offsets(settings, [fresh_topic], timeout=10))
+    assert view.error is None
+    assert view.committed_batch is not None and view.in_flight_batch is None
+    assert [(p.partition, p.checkpoint_offset, p.lag) for p in view.lag] == [(0, 5, 0), (1, 2, 0), (2, 0, 3)]

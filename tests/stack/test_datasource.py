@@ -158,6 +158,12 @@ def test_injected_failures_then_success(datasource):
     assert get(datasource, **params, page=2).status_code == 500
 
 
+def test_fail_page_fails_only_that_page(datasource):
+    seed = f"fail-{uuid.uuid4().hex}"
+    assert get(datasource, seed=seed, page=1, fail=503, fail_page=2).status_code == 200
+    assert get(datasource, seed=seed, page=2, fail=503, fail_page=2).status_code == 503
+
+
 def test_injected_429_with_retry_after_and_error_body(datasource):
     seed = f"fail-{uuid.uuid4().hex}"
     response = get(datasource, seed=seed, fail=429, retry_after=3)

@@ -1,0 +1,130 @@
+"""The `user_stream` DAG under real Airflow: it parses cleanly, and `airflow dags test` publishes to Kafka.
+
+Airflow runs in subprocesses with a throw-away AIRFLOW_HOME (SQLite, migrated once per session), so the
+test process never picks up a user's ~/airflow and Airflow's config is not fixed by whoever imports it first.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from pipeline.settings import REPO_ROOT, Settings
+from producer import register
+from tests.producer.stack_fixtures import consume
+
+pytestmark = pytest.mark.airflow
+AIRFLOW = str(Path(sys.executable).with_name("airflow"))
+
+DESCRIBE_DAG = textwrap.dedent("""
+    import copy, json, sys
+    from airflow.dag_processing.dagbag import DagBag
+    bag = DagBag(dag_folder=sys.argv[1])
+    out = {"import_errors": {k: str(v) for k, v in bag.import_errors.items()}, "dag_ids": sorted(bag.dags)}
+    dag = bag.dags.get("user_stream")
+    if dag is not None:
+        rejected = []
+        for bad in ({"users": 0}, {"batch_size": 5001}, {"nationalities": "gb;ir"}, {"seed": ""}):
+            params = copy.deepcopy(dag.params)
+            try:
+                params.update(bad)  # what a trigger's conf does; validates on assignment
+                params.validate()
+            except Exception as exc:
+                rejected.append(type(exc).__name__)
+        out.update(
+            schedule=dag.schedule, timetable=type(dag.timetable).__name__, catchup=dag.catchup,
+            start_date=dag.start_date.isoformat(), tags=sorted(dag.tags), doc_md=dag.doc_md,
+            retries=dag.default_args.get("retries"), retry_delay=dag.default_args["retry_delay"].total_seconds(),
+            params=dag.params.dump(),
+            tasks={t.task_id: {"upstream": sorted(t.upstream_task_ids), "retries": t.retries} for t in dag.tasks},
+            rejected=rejected,
+        )
+    print("DAG-JSON" + json.dumps(out, default=str))
+""")
+
+
+def airflow_env(home: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+    env.update(AIRFLOW_HOME=str(home), AIRFLOW__CORE__DAGS_FOLDER=str(REPO_ROOT / "dags"),
+               AIRFLOW__CORE__LOAD_EXAMPLES="False", AIRFLOW__LOGGING__LOGGING_LEVEL="INFO", **extra)
+    return env
+
+
+@pytest.fixture(scope="session")
+def airflow_home(tmp_path_factory) -> Path:
+    """One migrated SQLite metadata DB for the whole session (migration is the slow part)."""
+    home = tmp_path_factory.mktemp("airflow-home")
+    done = subprocess.run([AIRFLOW, "db", "migrate"], env=airflow_env(home), capture_output=True, text=True,
+                          timeout=300)
+    if done.returncode != 0:
+        pytest.fail(f"`airflow db migrate` failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}", pytrace=False)
+    return home
+
+
+def describe_dag(home: Path, **env: str) -> dict:
+    done = subprocess.run([sys.executable, "-c", DESCRIBE_DAG, str(REPO_ROOT / "dags")],
+                          env=airflow_env(home, **env), capture_output=True, text=True, timeout=120, cwd=REPO_ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    line = next(line for line in done.stdout.splitlines() if line.startswith("DAG-JSON"))
+    return json.loads(line.removeprefix("DAG-JSON"))
+
+
+def test_dag_loads_without_import_errors(tmp_path):
+    dag = describe_dag(tmp_path)
+    assert dag["import_errors"] == {}
+    assert dag["dag_ids"] == ["user_stream"]
+    assert dag["tasks"] == {
+        "check_schema_registered": {"upstream": [], "retries": 0},
+        "fetch_and_publish": {"upstream": ["check_schema_registered"], "retries": 2},
+        "report": {"upstream": ["check_schema_registered", "fetch_and_publish"], "retries": 0},
+    }
+    assert dag["params"] == {"users": 1000, "batch_size": 500, "nationalities": "", "seed": "userstream",
+                             "max_dead_letter_fraction": 0.1}
+    assert dag["rejected"] == ["ParamValidationError"] * 4
+    assert dag["schedule"] is None and dag["timetable"] == "NullTimetable"
+    assert dag["catchup"] is False
+    assert dag["start_date"] == "2025-01-01T00:00:00+00:00"
+    assert dag["retries"] == 2 and dag["retry_delay"] > 0
+    assert "userstream" in dag["tags"]
+    assert dag["doc_md"].lstrip().startswith("### user_stream")
+
+
+def test_schedule_comes_from_the_environment(tmp_path):
+    dag = describe_dag(tmp_path, USER_STREAM_SCHEDULE="@hourly")
+    assert dag["schedule"] == "@hourly" and dag["timetable"] != "NullTimetable"
+
+
+def dags_test(home: Path, settings: Settings, conf: dict) -> subprocess.CompletedProcess:
+    env = airflow_env(home, USERS_TOPIC=settings.users_topic, DEAD_LETTER_TOPIC=settings.dead_letter_topic,
+                      DATASOURCE_URL=settings.datasource_url, SCHEMA_REGISTRY_URL=settings.schema_registry_url,
+                      KAFKA_BOOTSTRAP_SERVERS=settings.kafka_bootstrap_servers)
+    return subprocess.run([AIRFLOW, "dags", "test", "user_stream", "--conf", json.dumps(conf)], env=env,
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.integration
+def test_dags_test_publishes_n_users(airflow_home, stack_settings):
+    assert register.main(["--topic", stack_settings.users_topic], settings=stack_settings) == 0
+    done = dags_test(airflow_home, stack_settings,
+                     {"users": 25, "batch_size": 10, "nationalities": "gb, ir", "seed": "dag"})
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-5000:]
+    assert "'fetched': 25, 'published': 25, 'dead_lettered': 0" in output
+    messages = consume(stack_settings, stack_settings.users_topic, 25)
+    assert len(messages) == 25
+    assert all(m.value()[0] == 0 for m in messages)
+
+
+@pytest.mark.integration
+def test_dags_test_fails_fast_without_a_registered_schema(airflow_home, stack_settings):
+    done = dags_test(airflow_home, stack_settings, {"users": 5, "batch_size": 5})
+    output = done.stdout + done.stderr
+    assert done.returncode != 0
+    assert "SchemaNotRegisteredError" in output and "make register" in output
+    assert "state=failed" in output or "failed" in output

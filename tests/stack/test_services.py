@@ -1,0 +1,123 @@
+"""The embedded stack's services, exercised through the same clients the pipeline uses.
+
+Needs the running stack (`make test` starts it). Each test uses its own topic,
+subject or table, so it can run beside other work on the same stack.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+from cassandra.cluster import Cluster
+from confluent_kafka import Consumer, Producer
+from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
+from confluent_kafka.schema_registry.error import SchemaRegistryError
+
+pytestmark = pytest.mark.integration
+
+
+def record_schema(name: str, *fields: dict) -> Schema:
+    return Schema(json.dumps({"type": "record", "name": name, "namespace": "test.stack", "fields": list(fields)}), "AVRO")
+
+
+def test_kafka_produce_and_consume(settings, unique_topic):
+    producer = Producer({**settings.kafka_config(), "enable.idempotence": True})
+    delivered = []
+    for i in range(10):
+        producer.produce(unique_topic, key=f"k{i}", value=f"v{i}", on_delivery=lambda err, msg: delivered.append(err))
+    assert producer.flush(15) == 0
+    assert delivered == [None] * 10
+
+    consumer = Consumer({**settings.kafka_config(), "group.id": f"g-{unique_topic}", "auto.offset.reset": "earliest"})
+    consumer.subscribe([unique_topic])
+    values = []
+    try:
+        for _ in range(60):
+            message = consumer.poll(1)
+            if message is None:
+                if len(values) == 10:
+                    break
+                continue
+            assert message.error() is None, message.error()
+            values.append(message.value().decode())
+    finally:
+        consumer.close()
+    assert values == [f"v{i}" for i in range(10)]
+
+
+def test_registry_registers_fetches_and_rejects_an_incompatible_version(settings, unique_topic):
+    client = SchemaRegistryClient(settings.schema_registry_config())
+    subject = f"{unique_topic}-value"
+    v1 = record_schema("Person", {"name": "name", "type": "string"})
+
+    schema_id = client.register_schema(subject, v1)
+    assert json.loads(client.get_schema(schema_id).schema_str) == json.loads(v1.schema_str)
+    assert client.get_latest_version(subject).schema_id == schema_id
+
+    # A new field without a default cannot read old data: BACKWARD must refuse it.
+    incompatible = record_schema("Person", {"name": "name", "type": "string"}, {"name": "age", "type": "int"})
+    with pytest.raises(SchemaRegistryError) as refused:
+        client.register_schema(subject, incompatible)
+    assert refused.value.http_status_code == 409
+    assert client.get_versions(subject) == [1]
+
+    # With a default it can: the registry accepts version 2.
+    compatible = record_schema("Person", {"name": "name", "type": "string"}, {"name": "age", "type": "int", "default": 0})
+    client.register_schema(subject, compatible)
+    assert client.get_versions(subject) == [1, 2]
+
+
+def test_cassandra_keyspace_table_insert_select(settings):
+    keyspace = f"test_{uuid.uuid4().hex[:10]}"
+    cluster = Cluster(settings.cassandra_contact_points(), port=settings.cassandra_port)
+    session = cluster.connect()
+    try:
+        session.execute(
+            f"CREATE KEYSPACE {keyspace} WITH replication = {{'class': 'SimpleStrategy', 'replication_factor': 1}}"
+        )
+        session.execute(f"CREATE TABLE {keyspace}.people (id uuid PRIMARY KEY, name text)")
+        person = uuid.uuid4()
+        session.execute(f"INSERT INTO {keyspace}.people (id, name) VALUES (%s, %s)", (person, "Зоя Ахмади"))
+        row = session.execute(f"SELECT name FROM {keyspace}.people WHERE id = %s", (person,)).one()
+        assert row.name == "Зоя Ахмади"
+    finally:
+        session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}")
+        cluster.shutdown()
+
+
+@pytest.mark.spark
+def test_spark_session_reads_kafka_and_round_trips_cassandra(settings, unique_topic):
+    """The jars `make setup` fetched give Spark a Kafka source and the Cassandra connector."""
+    from spark.session import build_spark_session
+
+    producer = Producer(settings.kafka_config())
+    for i in range(5):
+        producer.produce(unique_topic, key=str(i), value=f"value-{i}")
+    assert producer.flush(15) == 0
+
+    keyspace = f"test_{uuid.uuid4().hex[:10]}"
+    cluster = Cluster(settings.cassandra_contact_points(), port=settings.cassandra_port)
+    session = cluster.connect()
+    session.execute(f"CREATE KEYSPACE {keyspace} WITH replication = {{'class': 'SimpleStrategy', 'replication_factor': 1}}")
+    session.execute(f"CREATE TABLE {keyspace}.kv (key text PRIMARY KEY, value text)")
+    spark = build_spark_session(settings, "stack-smoke-test", master="local[2]")
+    try:
+        frame = (
+            spark.read.format("kafka")
+            .option("kafka.bootstrap.servers", settings.kafka_bootstrap_servers)
+            .option("subscribe", unique_topic)
+            .option("startingOffsets", "earliest")
+            .load()
+            .selectExpr("CAST(key AS STRING) AS key", "CAST(value AS STRING) AS value")
+        )
+        assert sorted(row.value for row in frame.collect()) == [f"value-{i}" for i in range(5)]
+
+        frame.write.format("org.apache.spark.sql.cassandra").options(keyspace=keyspace, table="kv").mode("append").save()
+        back = spark.read.format("org.apache.spark.sql.cassandra").options(keyspace=keyspace, table="kv").load()
+        assert {(row.key, row.value) for row in back.collect()} == {(str(i), f"value-{i}") for i in range(5)}
+    finally:
+        spark.stop()
+        session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}")
+        cluster.shutdown()
