@@ -1,0 +1,12 @@
+"""The producing half: randomuser-compatible API -> validated users -> Avro on Kafka.
+
+One module per stage, each with a public entry function that takes its dependencies:
+
+    source.fetch_batches     pages of raw API records (retries, replayable seed + page)
+    transform.transform      raw record -> User | Rejected(reason); the User <-> Avro mapping
+    publish.publish          Users as Avro (registered schema) / rejects to the dead-letter topic
+    pipeline.run             the three wired together: what the Airflow DAG calls
+    register.main            `python -m producer.register`: the only writer of schemas
+
+Submodules are not imported here, so `import producer.transform` stays light.
+"""

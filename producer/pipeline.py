@@ -8,7 +8,7 @@ SchemaNotRegisteredError, RegistryUnavailable) with a message saying what to do.
 
 Usage:
     python -m producer.pipeline --users 1000 --batch-size 500 --nat gb,ir --seed userstream
-    python -m producer.pipeline --check      # only check the schema is registered
+    python -m producer.pipeline --check      # only check the schema is registered (exit 1 if not)
 
     from producer.pipeline import run
     counts = run(load_settings(), users=100, batch_size=50, nat="", seed="abc")
@@ -99,19 +99,48 @@ def run(
     }
 
 
+class RunCheckError(RuntimeError):
+    """A run that finished but must not count as a success (mostly rejected, or records unaccounted for)."""
+
+
+def check_counts(counts: dict[str, int], max_dead_letter_fraction: float) -> None:
+    """Fail a run whose counts say something is wrong, instead of letting it look green.
+
+    Every fetched record must be either published or dead-lettered; and a run
+    where more than `max_dead_letter_fraction` of records were rejected means
+    the source changed shape, which someone must look at.
+    """
+    fetched, published, dead = counts["fetched"], counts["published"], counts["dead_lettered"]
+    if published + dead != fetched:
+        raise RunCheckError(f"counts do not add up, records were lost: {counts}")
+    if fetched and dead / fetched > max_dead_letter_fraction:
+        raise RunCheckError(
+            f"{dead} of {fetched} records were dead-lettered (limit {max_dead_letter_fraction:.0%}); "
+            "inspect the dead_letter.reason headers on the dead-letter topic: the source may have changed shape."
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m producer.pipeline", description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=1000)
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--nat", default="", help="comma list of nationalities; empty means all")
     parser.add_argument("--seed", default="userstream")
+    parser.add_argument("--max-dead-letter-fraction", type=float, default=0.1,
+                        help="exit non-zero when more than this fraction of records was dead-lettered")
     parser.add_argument("--check", action="store_true", help="only check the users schema is registered")
     args = parser.parse_args(argv)
     settings = load_settings()
     try:
-        result = check_schema_registered(settings) if args.check else run(
-            settings, args.users, args.batch_size, args.nat, args.seed)
-    except (source_stage.DataSourceError, publish_stage.PublishError, RegistryUnavailable, ValueError) as exc:
+        if args.check:
+            result = check_schema_registered(settings)
+        else:
+            result = run(settings, args.users, args.batch_size, args.nat, args.seed)
+            print(json.dumps(result))
+            check_counts(result, args.max_dead_letter_fraction)
+            return 0
+    except (source_stage.DataSourceError, publish_stage.PublishError, RegistryUnavailable, RunCheckError,
+            ValueError) as exc:
         print(f"producer: error: {exc}", file=sys.stderr)
         return 1
     print(json.dumps(result))

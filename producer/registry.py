@@ -162,6 +162,14 @@ def _label(schema: Any) -> str:
     return str(schema)
 
 
+def _same_name(reader: dict, writer: dict) -> bool:
+    """Avro resolves named types by unqualified name, or by one of the reader's aliases."""
+    def short(name: Any) -> str:
+        return str(name).rsplit(".", 1)[-1]
+
+    return short(writer.get("name")) in {short(reader.get("name")), *map(short, reader.get("aliases", []))}
+
+
 def _readable(reader: Any, writer: Any, path: str, rn: dict, wn: dict, rns: str | None, wns: str | None,
               seen: set) -> list[tuple[str, str, str, str]]:
     """Problems a reader with schema `reader` has decoding data written with `writer` (Avro resolution rules)."""
@@ -185,6 +193,8 @@ def _readable(reader: Any, writer: Any, path: str, rn: dict, wn: dict, rns: str 
             return []
         return [(path, TYPE, _label(writer), _label(reader))]
     if rkind != wkind:
+        return [(path, TYPE, _label(writer), _label(reader))]
+    if rkind in ("record", "error", "enum", "fixed") and not _same_name(reader, writer):
         return [(path, TYPE, _label(writer), _label(reader))]
     if rkind in ("record", "error"):
         key = (id(reader), id(writer))
@@ -240,13 +250,17 @@ def compatibility_problems(old: Any, new: Any, level: str) -> list[str]:
     """
     level = level.upper().removesuffix("_TRANSITIVE")
     problems: list[str] = []
+
+    def what(path: str) -> str:
+        return f"field '{path}'" if path else "the top-level schema"
+
     if level in ("BACKWARD", "FULL"):
         for path, kind, old_type, new_type in can_read(reader=new, writer=old):
             if kind == MISSING:
                 problems.append(f"field '{path}' is new and has no default: data written with the old schema "
                                 "has no value for it (give it a default, e.g. a nullable type with default null)")
             else:
-                problems.append(f"field '{path}' changed type from {old_type} to {new_type}: the new schema "
+                problems.append(f"{what(path)} changed type from {old_type} to {new_type}: the new schema "
                                 "cannot read old data (not an Avro type promotion)")
     if level in ("FORWARD", "FULL"):
         for path, kind, new_type, old_type in can_read(reader=old, writer=new):
@@ -254,6 +268,6 @@ def compatibility_problems(old: Any, new: Any, level: str) -> list[str]:
                 problems.append(f"field '{path}' was removed but has no default in the old schema: "
                                 "consumers still on the old schema cannot read new data")
             else:
-                problems.append(f"field '{path}' changed type from {old_type} to {new_type}: consumers on the "
+                problems.append(f"{what(path)} changed type from {old_type} to {new_type}: consumers on the "
                                 "old schema cannot read new data (not an Avro type promotion)")
     return list(dict.fromkeys(problems))

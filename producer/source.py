@@ -89,7 +89,7 @@ def page_plan(users: int, batch_size: int) -> list[tuple[int, int]]:
 
 def fetch_page(session: requests.Session, url: str, params: dict[str, Any], timeout: float) -> dict[str, Any]:
     """GET one page and return its JSON body; every failure becomes a `DataSourceError` saying what to do."""
-    where = f"{url}{'&' if '?' in url else '?'}{urlencode(params)}"
+    where = request_url(url, params)
     try:
         response = session.get(url, params=params, timeout=timeout)
     except requests.exceptions.RetryError as exc:
@@ -122,6 +122,16 @@ def fetch_page(session: requests.Session, url: str, params: dict[str, Any], time
     return body
 
 
+def normalize_nat(nat: str) -> str:
+    """' gb, ir ' -> 'GB,IR': the API's comma list, whatever spacing or case a user typed."""
+    return ",".join(part.strip().upper() for part in nat.split(",") if part.strip())
+
+
+def request_url(url: str, params: dict[str, Any]) -> str:
+    """The full request URL (kept with each batch and in dead-letter headers, so a page can be re-fetched)."""
+    return f"{url}{'&' if '?' in url else '?'}{urlencode(params)}"
+
+
 def _last_status(exc: requests.exceptions.RetryError) -> str:
     """The reason urllib3 gave up, e.g. 'too many 503 error responses'."""
     reason = getattr(exc.args[0], "reason", None) if exc.args else None
@@ -139,20 +149,20 @@ def fetch_batches(
 ) -> Iterator[Batch]:
     """Yield N users as pages of up to `batch_size` raw dicts, in order, replayably.
 
-    `nat` is the API's comma list of nationalities; empty means all. `seed` is
+    `nat` is the API's comma list of nationalities (any case/spacing); empty means all. `seed` is
     required: without it the API picks one per request and pages would overlap.
     """
     if not seed:
         raise ValueError("seed must be non-empty: paging is only stable for a fixed seed")
     for page, keep in page_plan(users, batch_size):
         params: dict[str, Any] = {"results": batch_size, "seed": seed, "page": page}
-        if nat:
-            params["nat"] = nat
+        if normalize_nat(nat):
+            params["nat"] = normalize_nat(nat)
         body = fetch_page(session, url, params, timeout)
         records = body["results"]
         if len(records) < keep:
             raise DataSourceError(
-                f"data source returned {len(records)} records for page {page}, expected {batch_size}; "
-                f"GET {url}?{urlencode(params)}"
+                f"data source returned {len(records)} records for page {page}, expected {batch_size}: "
+                f"GET {request_url(url, params)}"
             )
-        yield Batch(page=page, seed=seed, records=records[:keep], source=f"{url}{'&' if '?' in url else '?'}{urlencode(params)}")
+        yield Batch(page=page, seed=seed, records=records[:keep], source=request_url(url, params))

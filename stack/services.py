@@ -293,6 +293,8 @@ def airflow_home(layout: Layout) -> Path:
 
 def _airflow_env(s: Settings, layout: Layout) -> dict[str, str]:
     return {
+        # standalone starts its components as `airflow ...` subprocesses found on PATH.
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         "AIRFLOW_HOME": str(airflow_home(layout)),
         "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",

@@ -20,7 +20,7 @@ from pipeline import dead_letter
 from pipeline.settings import Settings
 from producer import register
 from producer.pipeline import check_schema_registered, run
-from producer.publish import PublishError, SchemaNotRegisteredError
+from producer.publish import SchemaNotRegisteredError
 from producer.registry import SCHEMAS_DIR, RegistryUnavailable, make_client
 from producer.source import DataSourceError
 from producer.transform import Rejected, User, avro_to_user, transform

@@ -128,3 +128,11 @@ def test_basic_auth_only_when_configured():
                        schema_registry_basic_auth_user_info="svc:s3cret")
     assert "s3cret" not in repr(secured)
     assert make_client(secured).config()["basic.auth.user.info"] == "svc:s3cret"
+
+
+def test_renamed_record_is_named_unless_aliased():
+    renamed = {**USER, "name": "Person"}
+    assert compatibility_problems(USER, renamed, "BACKWARD") == [
+        "the top-level schema changed type from record User to record Person: the new schema cannot read old data "
+        "(not an Avro type promotion)"]
+    assert compatibility_problems(USER, {**renamed, "aliases": ["User"]}, "BACKWARD") == []
