@@ -53,10 +53,10 @@ stream: setup
 	$(PY) -m stack up stream
 
 demo: setup
-	$(PY) -m pipeline.demo
+	$(PY) -m pipeline.demo $(DEMO_ARGS)
 
 test: setup
-	$(PY) -m stack test
+	$(PY) -m stack test $(PYTEST_ARGS)
 
 bench: setup
 	$(PY) -m stack run-with-stack -- $(PY) -m bench

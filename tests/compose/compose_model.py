@@ -33,6 +33,19 @@ def settings_env_names(settings_cls: type[BaseSettings]) -> dict[str, object]:
     return names
 
 
+def fields_read_in(settings_cls: type[BaseSettings], folders: list[Path]) -> set[str]:
+    """Settings fields that the Python code under `folders` reads (`settings.field`, `s.field`, `self.field`).
+
+    Separates what the pipeline's code needs in a container from what only the
+    embedded launcher (stack/) reads, such as its JVM heap sizes.
+    """
+    attributes: set[str] = set()
+    for folder in folders:
+        for path in folder.rglob("*.py"):
+            attributes |= set(re.findall(r"\.([a-z_][a-z0-9_]*)\b", path.read_text()))
+    return attributes & set(settings_cls.model_fields)
+
+
 def compose_variables(text: str) -> dict[str, list[tuple[str, str]]]:
     """Every `${VAR...}` the compose file interpolates: name -> [(operator, argument), ...]."""
     found: dict[str, list[tuple[str, str]]] = {}

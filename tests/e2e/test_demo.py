@@ -1,0 +1,116 @@
+"""End to end: the README's main command, then row-level equality with what the data source served.
+
+Runs `python -m pipeline.demo` as a user would (Airflow standalone, the REST
+trigger path, the Spark streaming job), with a seed of its own, then fetches
+the same seed and pages from the data source, maps them with the producer's
+transform and compares every field of every user with the Cassandra row.
+While the job still runs, `pipeline.status` must show its progress; once the
+job is stopped, it must show it as down. Airflow and the job are stopped
+again if this test started them.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import uuid
+from datetime import datetime, timezone
+
+import pytest
+
+from pipeline.cassandra_schema import connect
+from pipeline.settings import REPO_ROOT, load_settings
+from producer.source import fetch_batches, make_session
+from producer.transform import USER_FIELDS, User, transform
+from stack import launcher
+from stack.layout import Layout
+
+pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.airflow, pytest.mark.spark]
+
+USERS = 1200
+BATCH = 500
+
+
+@pytest.fixture(scope="module")
+def demo():
+    """Run the main command once; stop what it started beyond the core stack afterwards."""
+    settings = load_settings()
+    layout = Layout(settings.stack_home)
+    running_before = {name for name in ("airflow", "stream") if launcher.read_pid(layout, name)}
+    seed = f"e2e-{uuid.uuid4().hex[:8]}"
+    started = datetime.now(timezone.utc)
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline.demo", "--users", str(USERS), "--batch-size", str(BATCH), "--seed", seed],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=900,
+    )
+    yield result, seed, started, layout
+    launcher.down(settings, layout, [name for name in ("stream", "airflow") if name not in running_before])
+
+
+def served_users(settings, seed: str) -> dict[str, User]:
+    """What the data source serves for this seed, through the producer's own mapping."""
+    session = make_session()
+    users = {}
+    for batch in fetch_batches(session, settings.datasource_url, USERS, BATCH, seed):
+        for raw in batch.records:
+            user = transform(raw, ingested_at=datetime.now(timezone.utc))
+            assert isinstance(user, User), user
+            users[user.id] = user
+    return users
+
+
+def as_utc(value):
+    return value.replace(tzinfo=timezone.utc) if isinstance(value, datetime) and value.tzinfo is None else value
+
+
+def test_demo_succeeds_and_reports_its_counts(demo):
+    result, _, _, _ = demo
+    assert result.returncode == 0, f"demo failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    assert f"users fetched        {USERS}" in result.stdout
+    assert f"users published      {USERS}" in result.stdout
+    assert "dead-lettered        0" in result.stdout
+    assert f"rows in Cassandra    {USERS} from this run" in result.stdout
+
+
+def test_cassandra_holds_exactly_what_the_source_served(demo, settings):
+    result, seed, started, _ = demo
+    assert result.returncode == 0, result.stderr[-2000:]
+    expected = served_users(settings, seed)
+    assert len(expected) == USERS
+
+    with connect(settings) as session:
+        statement = session.prepare(f"SELECT * FROM {settings.cassandra_keyspace}.{settings.cassandra_table} WHERE id = ?")
+        rows = {user_id: session.execute(statement, (uuid.UUID(user_id),)).one() for user_id in expected}
+
+    missing = [user_id for user_id, row in rows.items() if row is None]
+    assert not missing, f"{len(missing)} users never reached Cassandra, e.g. {missing[:3]}"
+    for user_id, user in expected.items():
+        row = rows[user_id]
+        for name in USER_FIELDS:
+            if name == "ingested_at":
+                assert as_utc(row.ingested_at) >= started.replace(microsecond=0), "row is from an earlier run"
+                continue
+            actual = str(row.id) if name == "id" else as_utc(getattr(row, name))
+            assert actual == getattr(user, name), f"user {user_id} field {name}: {actual!r} != {getattr(user, name)!r}"
+
+
+def test_status_shows_progress_while_running_and_the_job_down_once_stopped(demo, settings):
+    result, _, _, layout = demo
+    assert result.returncode == 0, result.stderr[-2000:]
+
+    report = json.loads(subprocess.run([sys.executable, "-m", "pipeline.status", "--json"], cwd=REPO_ROOT,
+                                       capture_output=True, text=True, timeout=120).stdout)
+    text = json.dumps(report)
+    assert report["cassandra"]["rows"] >= USERS, text[:2000]
+    assert report["stream"]["committed_batch"] is not None, text[:2000]
+    assert report["stream"]["progress"]["totals"]["rows_written"] >= USERS, text[:2000]
+    assert report["stream"]["total_lag"] == 0, text[:2000]
+    services = {service["name"]: service for service in report["services"]}
+    assert services["spark-stream"]["up"], text[:2000]
+
+    launcher.down(settings, layout, ["stream"])
+    report = json.loads(subprocess.run([sys.executable, "-m", "pipeline.status", "--json"], cwd=REPO_ROOT,
+                                       capture_output=True, text=True, timeout=120).stdout)
+    services = {service["name"]: service for service in report["services"]}
+    assert not services["spark-stream"]["up"], json.dumps(report["services"])
