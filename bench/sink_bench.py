@@ -99,7 +99,8 @@ class BenchCorner:
         subject = f"{s.users_topic}-value"
         if subject in registry.get_subjects():
             registry.delete_subject(subject)
-            registry.delete_subject(subject, permanent=True)
+            if subject in registry.get_subjects(deleted=True):  # Confluent keeps soft-deleted subjects; Apicurio does not
+                registry.delete_subject(subject, permanent=True)
 
     def produce(self, records: int) -> None:
         """Register the schema and publish `records` users the way the producer does."""

@@ -173,6 +173,8 @@ def connect(settings: Settings) -> Iterator[Any]:
         port=settings.cassandra_port,
         auth_provider=auth,
         connect_timeout=5,
+        # v5 is what Cassandra 4.0+ speaks; saying so skips the driver's downgrade dance (and its warnings).
+        protocol_version=5,
         execution_profiles={EXEC_PROFILE_DEFAULT: ExecutionProfile(load_balancing_policy=RoundRobinPolicy(), request_timeout=30)},
     )
     try:

@@ -664,13 +664,13 @@ def probe_airflow(settings: Settings, timeout: float) -> ServiceHealth:
 
 
 def airflow_password(settings: Settings) -> str | None:
-    """AIRFLOW_ADMIN_PASSWORD, else the password SimpleAuthManager generated into the stack's Airflow home."""
-    if settings.airflow_admin_password:
-        return settings.airflow_admin_password.get_secret_value()
-    generated = Path(settings.stack_home) / "airflow" / "simple_auth_manager_passwords.json.generated"
-    if generated.is_file():
-        return json.loads(generated.read_text()).get(settings.airflow_admin_user)
-    return None
+    """The admin password the demo uses too (pipeline.airflow_api), or None when there is none to be had."""
+    from pipeline.airflow_api import AirflowApiError, admin_password
+
+    try:
+        return admin_password(settings)
+    except AirflowApiError:
+        return None
 
 
 def dag_runs(settings: Settings, timeout: float, dag_id: str = DAG_ID, limit: int = 5) -> DagRunsView:
@@ -736,8 +736,10 @@ LAUNCHER_NAMES = {"registry": "schema-registry", "stream": "spark-stream"}
 def launcher_processes(settings: Settings) -> dict[str, dict[str, Any]]:
     """pid/port/log per service the embedded launcher (stack/) started, read from its pid files.
 
-    Only services with a pid file appear: under docker-compose or against
-    remote services there are none, and the probes alone tell the state. The
+    Only services with a pid file appear, and the streaming job always (it has
+    no port to probe, so a stopped job must still show as down): under
+    docker-compose or against remote services there are none, and the probes
+    alone tell the state. The
     launcher's own `status()` is not called because it probes every service
     again; the probes here already did.
     """
@@ -748,10 +750,12 @@ def launcher_processes(settings: Settings) -> dict[str, dict[str, Any]]:
     from stack.services import SERVICES
 
     layout = Layout(Path(settings.stack_home))
+    if not layout.run.exists():  # the launcher never ran here: nothing of ours to show
+        return {}
     rows = {}
     for name, service in SERVICES.items():
-        if not layout.pidfile(name).exists():
-            continue
+        if not layout.pidfile(name).exists() and name != "stream":
+            continue  # probed services speak for themselves; the job has no probe, so it always gets a row
         ports = list(service.ports(settings).values())
         rows[LAUNCHER_NAMES.get(name, name)] = {
             "pid": read_pid(layout, name),  # None when the process has exited
@@ -775,7 +779,7 @@ def merge_launcher(health: list[ServiceHealth], processes: dict[str, dict[str, A
         if name in probed:
             continue
         alive = info.get("pid") is not None
-        detail = "process running" if alive else "process exited; see its log"
+        detail = "process running" if alive else "not running (`make stream` starts it; see its log)"
         health.append(ServiceHealth(name, "-", alive, detail, core=False, **info))
     return health
 

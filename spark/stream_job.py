@@ -235,6 +235,7 @@ class UserStreamJob:
 def main(args: argparse.Namespace) -> int:
     """Build the session, start the query, wait for it; a failed query raises with Spark's reason."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("py4j").setLevel(logging.WARNING)  # one line per callback otherwise
     settings = load_settings()
     trigger = "available_now" if args.available_now else "once" if args.once else "processing"
     options = JobOptions.from_settings(

@@ -12,7 +12,6 @@ point the pipeline at a service also move the embedded service.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -357,9 +356,3 @@ SERVICES: dict[str, Service] = {
                 depends_on=("kafka", "registry", "cassandra"), startup_timeout=180, stop_timeout=45),
     )
 }
-
-
-def airflow_admin_password(layout: Layout) -> str | None:
-    """The admin password `airflow standalone` generated, if it did."""
-    path = airflow_home(layout) / "simple_auth_manager_passwords.json.generated"
-    return json.loads(path.read_text()).get("admin") if path.exists() else None

@@ -253,7 +253,7 @@ def test_merge_launcher_adds_pid_and_log_and_a_row_for_the_stream():
     merged = status.merge_launcher(health, processes)
     assert (merged[0].pid, merged[0].port, merged[0].log, merged[0].core) == (4242, 9092, "/x/kafka.log", True)
     assert (merged[1].name, merged[1].up, merged[1].core) == ("spark-stream", False, False)
-    assert "exited" in merged[1].detail
+    assert "not running" in merged[1].detail
     text = "\n".join(status.render_services(merged))
     assert "4242" in text and "/x/stream.log" in text
 
@@ -500,3 +500,95 @@ def test_lag_from_a_checkpoint_spark_itself_wrote(live_settings, fresh_topic, tm
     assert view.error is None
     assert view.committed_batch is not None and view.in_flight_batch is None
     assert [(p.partition, p.checkpoint_offset, p.lag) for p in view.lag] == [(0, 5, 0), (1, 2, 0), (2, 0, 3)]
+
+
+# --- Airflow's REST API, against a stand-in server ---------------------------------------------------
+# Airflow is optional in the embedded stack; these pin the requests status.py makes (login, order,
+# bearer token) and the parsing of Airflow 3's response shapes (DAGRunCollectionResponse, HealthInfoResponse).
+
+
+@pytest.fixture
+def fake_airflow():
+    """A tiny HTTP server answering like Airflow's api-server; records the requests it saw."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from threading import Thread
+    from urllib.parse import parse_qs, urlsplit
+
+    seen: list[dict] = []
+    health = {"metadatabase": {"status": "healthy"}, "scheduler": {"status": "healthy", "latest_scheduler_heartbeat": "x"},
+              "triggerer": {"status": None, "latest_triggerer_heartbeat": None},
+              "dag_processor": {"status": "healthy", "latest_dag_processor_heartbeat": "x"}}
+    run = {"dag_run_id": "manual__2024-11-25T00:00:00+00:00", "dag_id": "user_stream", "logical_date": None,
+           "run_after": "2024-11-25T00:00:00Z", "start_date": "2024-11-25T00:00:01Z", "end_date": None,
+           "run_type": "manual", "state": "running"}
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):  # keep pytest output clean
+            pass
+
+        def reply(self, code: int, body: dict) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            seen.append({"path": self.path, "body": body})
+            if body == {"username": "admin", "password": "right"}:
+                self.reply(201, {"access_token": "tok"})
+            else:
+                self.reply(401, {"detail": "Invalid credentials"})
+
+        def do_GET(self):
+            url = urlsplit(self.path)
+            seen.append({"path": url.path, "query": parse_qs(url.query), "auth": self.headers.get("Authorization")})
+            if url.path == "/api/v2/monitor/health":
+                self.reply(200, health)
+            elif url.path == "/api/v2/dags/user_stream/dagRuns" and self.headers.get("Authorization") == "Bearer tok":
+                self.reply(200, {"dag_runs": [run], "total_entries": 7})
+            elif url.path.startswith("/api/v2/dags/"):
+                self.reply(404, {"detail": "not found"})
+            else:
+                self.reply(401, {"detail": "no token"})
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    yield {"url": f"http://127.0.0.1:{server.server_address[1]}", "seen": seen, "health": health}
+    server.shutdown()
+    server.server_close()
+
+
+def test_dag_runs_logs_in_and_asks_for_the_newest_runs(fake_airflow):
+    settings = settings_for(airflow_url=fake_airflow["url"], airflow_admin_password="right")
+    view = status.dag_runs(settings, timeout=5)
+    assert view.error is None and view.total == 7
+    assert [(r.run_id, r.state, r.run_type, r.run_after) for r in view.runs] == [
+        ("manual__2024-11-25T00:00:00+00:00", "running", "manual", "2024-11-25T00:00:00Z")
+    ]
+    login, listing = fake_airflow["seen"]
+    assert login == {"path": "/auth/token", "body": {"username": "admin", "password": "right"}}
+    assert listing["query"] == {"order_by": ["-run_after"], "limit": ["5"]}
+    assert listing["auth"] == "Bearer tok"
+    assert "manual__2024-11-25" in "\n".join(status.render_dag_runs(view))
+
+
+def test_dag_runs_with_a_wrong_password_says_so(fake_airflow):
+    view = status.dag_runs(settings_for(airflow_url=fake_airflow["url"], airflow_admin_password="wrong"), timeout=5)
+    assert view.error == "Airflow rejected the password of user 'admin'"
+
+
+def test_dag_runs_of_an_unknown_dag(fake_airflow):
+    settings = settings_for(airflow_url=fake_airflow["url"], airflow_admin_password="right")
+    assert "not found" in status.dag_runs(settings, timeout=5, dag_id="nope").error
+
+
+def test_airflow_probe_reports_each_component(fake_airflow):
+    settings = settings_for(airflow_url=fake_airflow["url"])
+    health = status.probe_airflow(settings, 5)
+    assert health.up and "scheduler healthy" in health.detail and not health.core
+    fake_airflow["health"]["scheduler"]["status"] = "unhealthy"
+    health = status.probe_airflow(settings, 5)
+    assert not health.up and "scheduler unhealthy" in health.detail
