@@ -93,9 +93,10 @@ class BenchCorner:
         s = self.settings
         with cassandra_schema.connect(s) as session:
             session.execute(f"DROP KEYSPACE IF EXISTS {s.cassandra_keyspace}")
-        for future in AdminClient(s.kafka_config()).delete_topics([s.users_topic, s.dead_letter_topic]).values():
+        admin = AdminClient(s.kafka_config())  # must outlive its futures
+        for future in admin.delete_topics([s.users_topic, s.dead_letter_topic]).values():
             future.result(timeout=30)
-        registry = SchemaRegistryClient(s.schema_registry_config())
+        registry = SchemaRegistryClient({**s.schema_registry_config(), "timeout": 30})
         subject = f"{s.users_topic}-value"
         if subject in registry.get_subjects():
             registry.delete_subject(subject)
@@ -110,7 +111,7 @@ class BenchCorner:
         from confluent_kafka.serialization import MessageField, SerializationContext
 
         s = self.settings
-        registry = SchemaRegistryClient(s.schema_registry_config())
+        registry = SchemaRegistryClient({**s.schema_registry_config(), "timeout": 30})
         registry.register_schema(f"{s.users_topic}-value", Schema(json.dumps(SCHEMA), "AVRO"))
         serializer = AvroSerializer(registry, json.dumps(SCHEMA), conf={"auto.register.schemas": False})
         producer = Producer({**s.kafka_config(), "linger.ms": 20, "compression.type": "lz4"})

@@ -53,7 +53,6 @@ from spark.registry import CompatibilityCheck, SchemaSnapshot
 HEADER_BYTES = 5
 MAX_SCHEMA_ID = 2**31 - 1
 UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
-PROVENANCE = ("schema_id", "kafka_topic", "kafka_partition", "kafka_offset", "kafka_timestamp")
 
 
 def from_avro_options(reader_schema: str | None = None) -> dict[str, str]:

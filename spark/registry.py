@@ -46,6 +46,7 @@ class RegisteredSchema:
     schema: str
     subject: str | None = None
     version: int | None = None
+    schema_type: str = "AVRO"
 
     @property
     def fields(self) -> list[dict]:
@@ -89,10 +90,7 @@ class RegistryClient:
         if response.status_code != 200:
             raise RegistryError(f"GET {self.url}/schemas/ids/{schema_id}: HTTP {response.status_code} {response.text[:300]}")
         body = response.json()
-        schema_type = body.get("schemaType", "AVRO")
-        if schema_type != "AVRO":
-            raise RegistryError(f"schema id {schema_id} is {schema_type}, not Avro: this pipeline decodes Avro only")
-        return RegisteredSchema(id=schema_id, schema=body["schema"])
+        return RegisteredSchema(id=schema_id, schema=body["schema"], schema_type=body.get("schemaType") or "AVRO")
 
     def subject_version(self, subject: str, version: str = "latest") -> RegisteredSchema:
         """A subject's version ("latest" or a number); a missing subject says how to register it."""
@@ -144,6 +142,7 @@ class SchemaBook:
     reader: RegisteredSchema | None = None
     writers: dict[int, str] = field(default_factory=dict)
     incompatible: dict[int, str] = field(default_factory=dict)
+    foreign: dict[int, str] = field(default_factory=dict)  # ids of non-Avro schemas, never readable
 
     def load_reader(self) -> bool:
         """(Re)read the reader version; True when it changed, so column checks must be redone."""
@@ -152,7 +151,9 @@ class SchemaBook:
             return False
         log.info("reader schema: subject %s version %s (id %s)", reader.subject, reader.version, reader.id)
         self.reader = reader
-        self.incompatible = {sid: why for sid, schema in self.writers.items() if (why := self._why_unreadable(schema))}
+        self.incompatible = {
+            sid: why for sid, schema in self.writers.items() if (why := self.foreign.get(sid) or self._why_unreadable(schema))
+        }
         return True
 
     def _why_unreadable(self, writer_schema: str) -> str | None:
@@ -169,8 +170,11 @@ class SchemaBook:
                 unknown.add(schema_id)
                 continue
             self.writers[schema_id] = registered.schema
-            log.info("writer schema id %s fetched from the registry", schema_id)
-            why = self._why_unreadable(registered.schema)
+            log.info("writer schema id %s (%s) fetched from the registry", schema_id, registered.schema_type)
+            if registered.schema_type != "AVRO":
+                # A record framed with a Protobuf/JSON schema id: poison for this job, not a reason to stop it.
+                self.foreign[schema_id] = f"the registry's schema {schema_id} is {registered.schema_type}, not Avro"
+            why = self.foreign.get(schema_id) or self._why_unreadable(registered.schema)
             if why:
                 self.incompatible[schema_id] = why
         if new_ids and self.reader_version == "latest":

@@ -185,12 +185,26 @@ def ensure_avro_limits(spark, settings: Settings) -> None:
     )
 
 
+def submitted_executor_java_options() -> str:
+    """spark.executor.extraJavaOptions as given to spark-submit (empty when this process launches the JVM)."""
+    from pyspark import SparkConf, SparkContext
+
+    if not jvm_already_running():
+        return ""
+    SparkContext._ensure_initialized()  # connect to spark-submit's JVM so SparkConf sees its settings
+    return SparkConf().get("spark.executor.extraJavaOptions", "") or ""
+
+
 def build_spark_session(settings: Settings, app_name: str, master: str | None = None, extra_conf: dict[str, str] | None = None):
     """A SparkSession with the connectors, Cassandra connection and Avro caps configured and checked."""
     from pyspark.sql import SparkSession
 
+    conf = session_conf(settings, app_name, master)
+    submitted, ours = submitted_executor_java_options(), conf["spark.executor.extraJavaOptions"]
+    if submitted:  # keep the user's executor options, add the Avro caps once
+        conf["spark.executor.extraJavaOptions"] = submitted if ours in submitted else f"{submitted} {ours}"
     builder = SparkSession.builder
-    for key, value in {**session_conf(settings, app_name, master), **(extra_conf or {})}.items():
+    for key, value in {**conf, **(extra_conf or {})}.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     check_connector_classes(spark)

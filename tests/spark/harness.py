@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, Producer
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
@@ -28,6 +28,9 @@ from pipeline import cassandra_schema
 from pipeline.settings import Settings, load_settings
 
 PARTITIONS = 3
+# confluent-kafka's SchemaRegistryClient waits forever by default: a registry that accepts
+# connections while still starting up would hang the test instead of failing it.
+REGISTRY_TIMEOUT = 30
 
 
 def require_stack(settings: Settings) -> None:
@@ -84,7 +87,7 @@ class Corner:
             "user_schema_version": "latest",
             "subject_name_strategy": "topic",
         })
-        corner = cls(settings, SchemaRegistryClient(settings.schema_registry_config()), Producer(settings.kafka_config()))
+        corner = cls(settings, SchemaRegistryClient({**settings.schema_registry_config(), "timeout": REGISTRY_TIMEOUT}), Producer(settings.kafka_config()))
         corner.create_topics()
         corner.create_table()
         return corner
@@ -145,32 +148,44 @@ class Corner:
         self.produce_raw((u["id"].encode(), self.encode(serializer, u)) for u in users)
 
     def dead_letters(self, expected: int, timeout: float = 60) -> list[Any]:
-        """Read the dead-letter topic from the start until `expected` messages arrived."""
-        consumer = Consumer({
-            **self.settings.kafka_config(),
-            "group.id": f"test-{uuid.uuid4().hex}",
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-        })
-        consumer.subscribe([self.settings.dead_letter_topic])
-        messages: list[Any] = []
-        deadline = time.monotonic() + timeout
+        """Every message on the dead-letter topic, waiting up to `timeout` for at least `expected` of them.
+
+        Partitions are assigned, not subscribed: no consumer group, so no group
+        coordinator to wait for (or to leave) on a freshly started broker.
+        """
+        topic = self.settings.dead_letter_topic
+        consumer = Consumer({**self.settings.kafka_config(), "group.id": "unused", "enable.auto.commit": False})
         try:
-            while len(messages) < expected and time.monotonic() < deadline:
-                msg = consumer.poll(0.5)
-                if msg is None:
-                    continue
-                if msg.error():
-                    raise KafkaException(msg.error())
-                messages.append(msg)
-            # A little longer, so an unexpected extra dead letter is seen too.
-            extra_deadline = time.monotonic() + 2
-            while time.monotonic() < extra_deadline:
-                msg = consumer.poll(0.5)
-                if msg is not None and not msg.error():
-                    messages.append(msg)
+            deadline = time.monotonic() + timeout
+            while True:
+                messages = self._read_all(consumer, topic)
+                if len(messages) >= expected or time.monotonic() > deadline:
+                    return messages
+                time.sleep(0.5)
         finally:
             consumer.close()
+
+    @staticmethod
+    def _read_all(consumer: Consumer, topic: str) -> list[Any]:
+        """Read each partition from the start to its current high watermark."""
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions}
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+        messages: list[Any] = []
+        remaining = {p for p, end in ends.items() if end > 0}
+        deadline = time.monotonic() + 30
+        while remaining:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"could not read {topic} up to its high watermarks {ends}")
+            msg = consumer.poll(0.5)
+            if msg is None:
+                continue
+            if msg.error():
+                raise KafkaException(msg.error())
+            messages.append(msg)
+            if msg.offset() + 1 >= ends[msg.partition()]:
+                remaining.discard(msg.partition())
+        consumer.unassign()
         return messages
 
     # --- Registry --------------------------------------------------------------------------

@@ -73,6 +73,24 @@ def test_incompatible_writers_are_set_aside_with_the_reason():
     assert snapshot.incompatible == {2: "nope"} and set(snapshot.writers) == {1}
 
 
+def test_a_non_avro_schema_id_is_set_aside_not_raised():
+    client = FakeRegistry()
+    client.by_id[3] = 'syntax = "proto3"; message User {}'
+    original = client.schema_by_id
+
+    def with_type(schema_id):
+        found = original(schema_id)
+        return RegisteredSchema(3, found.schema, schema_type="PROTOBUF") if schema_id == 3 else found
+
+    client.schema_by_id = with_type
+    schemas = book(client)
+    snapshot, _ = schemas.update([1, 3])
+    assert snapshot.incompatible == {3: "the registry's schema 3 is PROTOBUF, not Avro"}
+    client.latest = RegisteredSchema(2, client.by_id[2], "s", 2)
+    schemas.load_reader()  # a new reader must not forget that 3 is not Avro
+    assert schemas.incompatible == {3: "the registry's schema 3 is PROTOBUF, not Avro"}
+
+
 def test_subject_names_follow_confluents_strategies():
     assert subject_name("topic", "users", "io.userstream.User") == "users-value"
     assert subject_name("record", "users", "io.userstream.User") == "io.userstream.User"
