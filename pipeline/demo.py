@@ -45,17 +45,6 @@ def run_command(component: str, command: list[str]) -> None:
         raise DemoError(f"{component}: `{' '.join(command)}` failed (its output is above)")
 
 
-def create_topics(settings: Settings) -> None:
-    """The Spark Kafka source fails on a topic that does not exist yet, so create both before it starts."""
-    from confluent_kafka.admin import AdminClient
-
-    from producer.publish import ensure_topics
-
-    topics = {settings.users_topic: settings.users_topic_partitions, settings.dead_letter_topic: 1}
-    created = ensure_topics(AdminClient(settings.kafka_config()), topics, settings.users_topic_replication)
-    print(f"    topics {', '.join(topics)}: " + (f"created {', '.join(created)}" if created else "already there"))
-
-
 def wait_for_dag(client: AirflowClient, timeout: float) -> None:
     """The dag-processor parses dags/ on its own schedule: wait until it has seen the DAG."""
     deadline = time.monotonic() + timeout
@@ -146,8 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     step("Registering the Avro schemas")
     run_command("registry", [sys.executable, "-m", "producer.register"])
 
-    step("Creating the topics and starting the Spark streaming job")
-    create_topics(settings)
+    step("Starting the Spark streaming job (it creates the topics if missing)")
     launcher.up(settings, layout, ["stream"])
 
     step(f"Triggering DAG {DAG_ID} through Airflow's REST API ({args.users} users)")

@@ -44,6 +44,7 @@ class Settings(BaseSettings):
     schema_registry_url: str = "http://localhost:8081/apis/ccompat/v7"
     # "user:password", as Confluent's clients spell it.
     schema_registry_basic_auth_user_info: SecretStr | None = None
+    schema_registry_timeout_seconds: float = 10.0
     subject_name_strategy: Literal["topic", "record", "topic_record"] = "topic"
     schema_compatibility: str = "BACKWARD"
     # Which registered version producers write and Spark reads into: "latest" or a number.
@@ -110,9 +111,10 @@ class Settings(BaseSettings):
             conf["sasl.password"] = self.kafka_sasl_password.get_secret_value() if self.kafka_sasl_password else ""
         return conf
 
-    def schema_registry_config(self) -> dict[str, str]:
+    def schema_registry_config(self) -> dict[str, object]:
         """Conf for confluent_kafka's SchemaRegistryClient; auth only when set."""
-        conf = {"url": self.schema_registry_url}
+        # Without a timeout the client waits forever on a registry that accepts but never answers.
+        conf = {"url": self.schema_registry_url, "timeout": self.schema_registry_timeout_seconds}
         if self.schema_registry_basic_auth_user_info:
             conf["basic.auth.user.info"] = self.schema_registry_basic_auth_user_info.get_secret_value()
         return conf

@@ -24,9 +24,9 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
-from confluent_kafka.admin import AdminClient
 
 from pipeline.settings import Settings, load_settings
+from pipeline.topics import ensure_pipeline_topics
 from producer import publish as publish_stage
 from producer import source as source_stage
 from producer.registry import SCHEMAS_DIR, RegistryUnavailable, load_schema_file, make_client, subject_name
@@ -64,11 +64,7 @@ def run(
     """Fetch `users` users and publish them; returns {"fetched", "published", "dead_lettered"} (delivered counts)."""
     subject = user_subject(settings)
     serializer, _ = publish_stage.user_serializer(make_client(settings), subject, settings.user_schema_version)
-    publish_stage.ensure_topics(
-        AdminClient(settings.kafka_config()),
-        {settings.users_topic: settings.users_topic_partitions, settings.dead_letter_topic: 1},
-        settings.users_topic_replication,
-    )
+    ensure_pipeline_topics(settings)
     session = source_stage.make_session(settings.datasource_retries, settings.datasource_backoff_factor)
     producer = publish_stage.make_producer(settings)
     report = publish_stage.DeliveryReport()

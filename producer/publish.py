@@ -30,14 +30,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException, Producer
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka import KafkaError, Producer
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroSerializer
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 from confluent_kafka.serialization import MessageField, SerializationContext, SerializationError, StringSerializer
 
 from pipeline import dead_letter
+from pipeline.topics import TopicError, ensure_topics  # noqa: F401  (re-exported: the stage's callers use it)
 from pipeline.settings import Settings
 from producer.registry import REGISTRY_TRANSPORT_ERRORS, RegistryUnavailable
 from producer.transform import Rejected, TransformResult, User, user_to_avro
@@ -61,32 +61,6 @@ def make_producer(settings: Settings, **overrides: Any) -> Producer:
         **overrides,
     }
     return Producer(conf)
-
-
-def ensure_topics(admin: AdminClient, topics: dict[str, int], replication: int, timeout: float = 15.0) -> list[str]:
-    """Create the topics that do not exist yet (name -> partitions); return the ones created.
-
-    Existing topics are left as they are (their partition count is not changed:
-    that would move keys between partitions).
-    """
-    try:
-        existing = set(admin.list_topics(timeout=timeout).topics)
-    except KafkaException as exc:
-        raise PublishError(f"cannot list Kafka topics ({exc.args[0]}). Is Kafka running? "
-                           "Start the stack with `make up`, or set KAFKA_BOOTSTRAP_SERVERS.") from exc
-    missing = [NewTopic(name, num_partitions=partitions, replication_factor=replication)
-               for name, partitions in topics.items() if name not in existing]
-    if not missing:
-        return []
-    created = []
-    for name, future in admin.create_topics(missing, operation_timeout=timeout, request_timeout=timeout).items():
-        try:
-            future.result()
-            created.append(name)
-        except KafkaException as exc:
-            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:  # a concurrent creator is fine
-                raise PublishError(f"cannot create topic {name!r}: {exc.args[0]}") from exc
-    return created
 
 
 def user_serializer(client: SchemaRegistryClient, subject: str, version: str = "latest") -> tuple[AvroSerializer, Any]:

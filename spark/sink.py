@@ -99,24 +99,6 @@ class DeadLetterSink:
         self.settings = settings
         self.topic = settings.dead_letter_topic
 
-    def ensure_topic(self) -> None:
-        """Create the dead-letter topic if missing: a write to a missing topic would block a minute, then fail the batch."""
-        from confluent_kafka import KafkaError, KafkaException
-        from confluent_kafka.admin import AdminClient, NewTopic
-
-        admin = AdminClient(self.settings.kafka_config())
-        if self.topic in admin.list_topics(timeout=15).topics:
-            return
-        futures = admin.create_topics(
-            [NewTopic(self.topic, self.settings.users_topic_partitions, self.settings.users_topic_replication)]
-        )
-        try:
-            futures[self.topic].result(timeout=30)
-        except KafkaException as exc:
-            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:  # created concurrently: fine
-                raise
-        log.info("created dead-letter topic %s", self.topic)
-
     @staticmethod
     def headers() -> F.Column:
         """Original headers (if any), then stage, reason and source as pipeline/dead_letter.py defines them."""

@@ -67,6 +67,7 @@ from pyspark.sql import functions as F  # noqa: E402
 from pyspark.sql.streaming import StreamingQuery  # noqa: E402
 
 from pipeline.settings import Settings, load_settings  # noqa: E402
+from pipeline.topics import ensure_pipeline_topics  # noqa: E402
 from spark.decode import avro_compatibility, dead_rows, decode, good_rows, with_header  # noqa: E402
 from spark.kafka_options import kafka_options  # noqa: E402
 from spark.progress import next_progress, progress_path, read_progress, write_progress  # noqa: E402
@@ -140,10 +141,16 @@ class UserStreamJob:
         self.progress_file = progress_path(options.checkpoint)
 
     def prepare(self) -> None:
-        """Fail before the first batch if the reader schema, the table or the dead-letter topic is not ready."""
+        """Fail before the first batch if the reader schema or the table is not ready; create missing topics.
+
+        Spark's Kafka source fails on a topic that does not exist yet, and a
+        dead-letter write to a missing topic blocks, then fails the batch.
+        """
         self.book.load_reader()
         self.sink.check_columns(self.book.reader)
-        self.dead_letters.ensure_topic()
+        created = ensure_pipeline_topics(self.settings)
+        if created:
+            log.info("created topics %s", ", ".join(created))
 
     def process_batch(self, batch: DataFrame, batch_id: int) -> None:
         """Decode one micro-batch, write good rows and dead letters, record progress; raise to stop the query."""

@@ -179,8 +179,8 @@ def _registry_command(s: Settings, layout: Layout) -> list[str]:
     ports = _registry_ports(s)
     return [
         find_java(21, s.registry_java_home), f"-Xmx{s.stack_registry_heap}", "-XX:+UseSerialGC",
-        f"-Dquarkus.http.host=127.0.0.1", f"-Dquarkus.http.port={ports['http']}",
-        f"-Dquarkus.management.host=127.0.0.1", f"-Dquarkus.management.port={ports['management']}",
+        "-Dquarkus.http.host=127.0.0.1", f"-Dquarkus.http.port={ports['http']}",
+        "-Dquarkus.management.host=127.0.0.1", f"-Dquarkus.management.port={ports['management']}",
         "-Dapicurio.storage.kind=kafkasql",
         f"-Dapicurio.kafkasql.bootstrap.servers={s.kafka_bootstrap_servers}",
         f"-Dapicurio.rules.global.compatibility={s.schema_compatibility}",

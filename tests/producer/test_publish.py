@@ -9,7 +9,7 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 
 from pipeline import dead_letter
-from producer.publish import DeliveryReport, PublishError, _dead_letter_key, _raw_bytes, ensure_topics, finish, publish
+from producer.publish import DeliveryReport, PublishError, TopicError, _dead_letter_key, _raw_bytes, ensure_topics, finish, publish
 from producer.transform import Rejected
 
 
@@ -34,7 +34,7 @@ def test_undeliverable_messages_raise_after_flush():
 
 def test_kafka_down_when_creating_topics_says_what_to_do():
     admin = AdminClient({"bootstrap.servers": f"127.0.0.1:{closed_port()}", "log_level": 0})
-    with pytest.raises(PublishError, match=r"Is Kafka running\? Start the stack with `make up`"):
+    with pytest.raises(TopicError, match=r"Is Kafka running\? Start the stack with `make up`"):
         ensure_topics(admin, {"users": 3}, replication=1, timeout=2)
 
 
