@@ -7,6 +7,7 @@ subject or table, so it can run beside other work on the same stack.
 from __future__ import annotations
 
 import json
+import time
 import uuid
 
 import pytest
@@ -87,6 +88,25 @@ def test_cassandra_keyspace_table_insert_select(settings):
         cluster.shutdown()
 
 
+def write_when_connector_sees(frame, keyspace: str, table: str, timeout: float = 20.0) -> None:
+    """Append through the connector, waiting for it to learn of a keyspace created a moment ago.
+
+    A Spark session earlier tests left open keeps the connector's driver
+    session, which hears of new keyspaces through debounced schema events.
+    """
+    from pyspark.errors import AnalysisException
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            frame.write.format("org.apache.spark.sql.cassandra").options(keyspace=keyspace, table=table).mode("append").save()
+            return
+        except AnalysisException as exc:
+            if "Couldn't find" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(1)
+
+
 @pytest.mark.spark
 def test_spark_session_reads_kafka_and_round_trips_cassandra(settings, unique_topic):
     """The jars `make setup` fetched give Spark a Kafka source and the Cassandra connector."""
@@ -114,7 +134,7 @@ def test_spark_session_reads_kafka_and_round_trips_cassandra(settings, unique_to
         )
         assert sorted(row.value for row in frame.collect()) == [f"value-{i}" for i in range(5)]
 
-        frame.write.format("org.apache.spark.sql.cassandra").options(keyspace=keyspace, table="kv").mode("append").save()
+        write_when_connector_sees(frame, keyspace, "kv")
         back = spark.read.format("org.apache.spark.sql.cassandra").options(keyspace=keyspace, table="kv").load()
         assert {(row.key, row.value) for row in back.collect()} == {(str(i), f"value-{i}") for i in range(5)}
     finally:
