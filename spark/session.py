@@ -209,4 +209,20 @@ def build_spark_session(settings: Settings, app_name: str, master: str | None = 
     spark = builder.getOrCreate()
     check_connector_classes(spark)
     ensure_avro_limits(spark, settings)
+    quiet_avro_nullability_warning(spark)
     return spark
+
+
+def quiet_avro_nullability_warning(spark) -> None:
+    """Silence spark-avro's per-task warning about nullable columns written with a non-nullable schema.
+
+    decode's length check re-encodes each decoded row with `to_avro` and its
+    writer schema; PERMISSIVE decoding makes every column nullable, so Spark
+    warns once per task (hundreds of lines per batch) about a case the check
+    handles: a null in a required field already marks the row as dead.
+    Applies to the driver JVM, which in local mode runs the tasks too.
+    """
+    jvm = spark.sparkContext._jvm
+    jvm.org.apache.logging.log4j.core.config.Configurator.setLevel(
+        "org.apache.spark.sql.avro.AvroSerializer", jvm.org.apache.logging.log4j.Level.ERROR
+    )
