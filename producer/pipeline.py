@@ -26,23 +26,17 @@ from typing import Any
 
 
 from pipeline.settings import Settings, load_settings
+from pipeline.subjects import user_subject
 from pipeline.topics import ensure_pipeline_topics
 from producer import publish as publish_stage
 from producer import source as source_stage
-from producer.registry import SCHEMAS_DIR, RegistryUnavailable, load_schema_file, make_client, subject_name
+from producer.registry import RegistryUnavailable, make_client
 from producer.transform import transform
 
-USER_SCHEMA_FILE = SCHEMAS_DIR / "user.avsc"
 
 
 def utc_now() -> datetime:
     return datetime.now(timezone.utc)
-
-
-def user_subject(settings: Settings) -> str:
-    """The value subject for the users topic, by the configured naming strategy (same as `producer.register`)."""
-    record = load_schema_file(USER_SCHEMA_FILE).fullname
-    return subject_name(settings.subject_name_strategy, settings.users_topic, record)
 
 
 def check_schema_registered(settings: Settings) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """Schema Registry plumbing shared by the registration script and the publisher.
 
 - `load_schema_file()` reads and validates an `.avsc` file.
-- `subject_name()` applies the subject naming strategy (topic | record | topic_record),
+- `subject_name()` (from pipeline.subjects) applies the subject naming strategy (topic | record | topic_record),
   the same way confluent-kafka's serializers do, so register and publish agree.
 - `make_client()` builds a `SchemaRegistryClient` from the settings (basic auth only when set).
 - `compatibility_problems()` explains *which fields* make a schema change incompatible:
@@ -21,9 +21,9 @@ from typing import Any
 import fastavro
 from confluent_kafka.schema_registry import SchemaRegistryClient
 
-from pipeline.settings import REPO_ROOT, Settings
+from pipeline.settings import Settings
+from pipeline.subjects import SCHEMAS_DIR, record_fullname, subject_name  # noqa: F401  (re-exported)
 
-SCHEMAS_DIR = REPO_ROOT / "schemas"
 
 
 def _transport_errors() -> tuple[type[BaseException], ...]:
@@ -81,28 +81,6 @@ def load_schema_file(path: Path) -> SchemaFile:
     except Exception as exc:  # fastavro raises several unrelated types for bad schemas
         raise SchemaFileError(f"{path}: not a valid Avro schema: {exc}") from exc
     return SchemaFile(path=path, text=text, parsed=parsed, fullname=record_fullname(parsed))
-
-
-def record_fullname(schema: Any) -> str:
-    """`namespace.name` of a named schema ('' for unnamed ones: only the topic strategy applies)."""
-    if not isinstance(schema, dict) or "name" not in schema:
-        return ""
-    name = schema["name"]
-    namespace = schema.get("namespace")
-    return f"{namespace}.{name}" if namespace and "." not in name else name
-
-
-def subject_name(strategy: str, topic: str, record: str) -> str:
-    """The subject a value schema lives under, as Confluent's serializers compute it."""
-    if strategy == "topic":
-        return f"{topic}-value"
-    if not record:
-        raise ValueError(f"subject name strategy {strategy!r} needs a named record schema")
-    if strategy == "record":
-        return record
-    if strategy == "topic_record":
-        return f"{topic}-{record}"
-    raise ValueError(f"unknown subject name strategy {strategy!r}: use topic, record or topic_record")
 
 
 def make_client(settings: Settings, max_retries: int | None = None) -> SchemaRegistryClient:

@@ -105,22 +105,6 @@ class RegistryClient:
         return RegisteredSchema(id=int(body["id"]), schema=body["schema"], subject=subject, version=int(body["version"]))
 
 
-def subject_name(strategy: str, topic: str, record_fullname: str) -> str:
-    """The subject a value schema is registered under, as Confluent's serializers name it."""
-    if strategy == "topic":
-        return f"{topic}-value"
-    if strategy == "record":
-        return record_fullname
-    if strategy == "topic_record":
-        return f"{topic}-{record_fullname}"
-    raise ValueError(f"unknown subject name strategy {strategy!r}: use topic, record or topic_record")
-
-
-def reader_subject(settings: Settings, topic: str) -> str:
-    """The subject holding the User schema for a topic under the configured strategy."""
-    return subject_name(settings.subject_name_strategy, topic, "io.userstream.User")
-
-
 @dataclass(frozen=True)
 class SchemaSnapshot:
     """Everything decode needs for one batch, fixed for the duration of the batch."""

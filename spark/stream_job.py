@@ -71,7 +71,8 @@ from pipeline.topics import ensure_pipeline_topics  # noqa: E402
 from spark.decode import avro_compatibility, dead_rows, decode, good_rows, with_header  # noqa: E402
 from spark.kafka_options import kafka_options  # noqa: E402
 from spark.progress import next_progress, progress_path, read_progress, write_progress  # noqa: E402
-from spark.registry import RegistryClient, SchemaBook, reader_subject  # noqa: E402
+from pipeline.subjects import user_subject  # noqa: E402
+from spark.registry import RegistryClient, SchemaBook  # noqa: E402
 from spark.session import build_spark_session  # noqa: E402
 from spark.sink import CassandraSink, DeadLetterSink  # noqa: E402
 
@@ -132,7 +133,7 @@ class UserStreamJob:
         self.options = options
         self.book = SchemaBook(
             client=RegistryClient.from_settings(settings),
-            subject=reader_subject(settings, settings.users_topic),
+            subject=user_subject(settings),
             reader_version=settings.user_schema_version,
             compatibility=avro_compatibility(spark),
         )

@@ -9,7 +9,8 @@ import pytest
 from pipeline.settings import load_settings
 from spark.kafka_options import kafka_options
 from spark.progress import merge_offsets, next_progress, progress_path, read_progress, write_progress
-from spark.registry import RegisteredSchema, RegistryError, SchemaBook, subject_name
+from pipeline.subjects import subject_name
+from spark.registry import RegisteredSchema, RegistryError, SchemaBook
 from spark.session import MissingJarsError, fetched_jars, package_coordinates, session_conf
 from tests.spark.users import V1, v2_schema
 
