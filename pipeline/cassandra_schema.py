@@ -157,26 +157,34 @@ def column_problems(needed: dict[str, str], live: dict[str, str]) -> tuple[dict[
     return missing, mismatched
 
 
-@contextmanager
-def connect(settings: Settings) -> Iterator[Any]:
-    """A cassandra-driver session; an unreachable cluster becomes an error naming host and port."""
+def cassandra_cluster(settings: Settings, timeout: float = 30.0):
+    """The one way the project builds a cassandra-driver Cluster: auth only when set, one request timeout."""
     from cassandra.auth import PlainTextAuthProvider
-    from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, NoHostAvailable
+    from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
     from cassandra.policies import RoundRobinPolicy
 
     auth = None
     if settings.cassandra_username:
         password = settings.cassandra_password.get_secret_value() if settings.cassandra_password else ""
         auth = PlainTextAuthProvider(settings.cassandra_username, password)
-    cluster = Cluster(
+    return Cluster(
         settings.cassandra_contact_points(),
         port=settings.cassandra_port,
         auth_provider=auth,
-        connect_timeout=5,
+        connect_timeout=min(timeout, 5),
+        control_connection_timeout=min(timeout, 5),
         # v5 is what Cassandra 4.0+ speaks; saying so skips the driver's downgrade dance (and its warnings).
         protocol_version=5,
-        execution_profiles={EXEC_PROFILE_DEFAULT: ExecutionProfile(load_balancing_policy=RoundRobinPolicy(), request_timeout=30)},
+        execution_profiles={EXEC_PROFILE_DEFAULT: ExecutionProfile(load_balancing_policy=RoundRobinPolicy(), request_timeout=timeout)},
     )
+
+
+@contextmanager
+def connect(settings: Settings) -> Iterator[Any]:
+    """A cassandra-driver session; an unreachable cluster becomes an error naming host and port."""
+    from cassandra.cluster import NoHostAvailable
+
+    cluster = cassandra_cluster(settings)
     try:
         try:
             session = cluster.connect()

@@ -560,23 +560,9 @@ def _subject_info(settings: Settings, subject: str, global_level: str | None, ti
 
 def _cassandra_session(settings: Settings, timeout: float):
     """A short-lived session with the timeouts of a status probe; the caller shuts the cluster down."""
-    from cassandra.auth import PlainTextAuthProvider
-    from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
-    from cassandra.policies import RoundRobinPolicy
+    from pipeline.cassandra_schema import cassandra_cluster
 
-    auth = None
-    if settings.cassandra_username:
-        password = settings.cassandra_password.get_secret_value() if settings.cassandra_password else ""
-        auth = PlainTextAuthProvider(settings.cassandra_username, password)
-    profile = ExecutionProfile(load_balancing_policy=RoundRobinPolicy(), request_timeout=timeout)
-    cluster = Cluster(
-        settings.cassandra_contact_points(),
-        port=settings.cassandra_port,
-        auth_provider=auth,
-        connect_timeout=timeout,
-        control_connection_timeout=timeout,
-        execution_profiles={EXEC_PROFILE_DEFAULT: profile},
-    )
+    cluster = cassandra_cluster(settings, timeout)
     return cluster, cluster.connect()
 
 

@@ -247,14 +247,11 @@ def _cassandra_command(s: Settings, layout: Layout) -> list[str]:
 
 def _cassandra_probe(s: Settings) -> str:
     """Ready when a CQL query answers."""
-    from cassandra import ProtocolVersion
-    from cassandra.cluster import Cluster, NoHostAvailable
-    from cassandra.policies import RoundRobinPolicy
+    from cassandra.cluster import NoHostAvailable
 
-    cluster = Cluster(
-        s.cassandra_contact_points(), port=s.cassandra_port, connect_timeout=3, control_connection_timeout=3,
-        protocol_version=ProtocolVersion.V5, load_balancing_policy=RoundRobinPolicy(),
-    )
+    from pipeline.cassandra_schema import cassandra_cluster
+
+    cluster = cassandra_cluster(s, timeout=3)
     try:
         session = cluster.connect()
         return session.execute("SELECT release_version FROM system.local", timeout=5).one().release_version
