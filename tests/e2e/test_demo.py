@@ -12,6 +12,7 @@ again if this test started them.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import uuid
@@ -114,3 +115,22 @@ def test_status_shows_progress_while_running_and_the_job_down_once_stopped(demo,
                                        capture_output=True, text=True, timeout=120).stdout)
     services = {service["name"]: service for service in report["services"]}
     assert not services["spark-stream"]["up"], json.dumps(report["services"])
+
+
+def run_demo(*args: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pipeline.demo", *args], cwd=REPO_ROOT, capture_output=True,
+                          text=True, timeout=600, env={**os.environ, **env})
+
+
+def test_a_failing_step_names_its_component_and_exits_non_zero(demo):
+    """A keyspace that exists with other replication is refused by the schema step, not silently kept."""
+    failed = run_demo("--users", "10", CASSANDRA_REPLICATION="NetworkTopologyStrategy:dc9=2")
+    assert failed.returncode == 1, failed.stdout[-2000:]
+    assert "demo: FAILED: cassandra:" in failed.stderr
+
+
+def test_a_run_airflow_refuses_is_an_error_naming_airflow(demo):
+    """Params are validated at trigger time: a bad nationality list never becomes a green run."""
+    failed = run_demo("--users", "10", "--nationalities", "not a list!")
+    assert failed.returncode == 1, failed.stdout[-2000:]
+    assert "demo: FAILED: Airflow answered 400" in failed.stderr, failed.stderr[-2000:]
