@@ -21,7 +21,7 @@ from pathlib import Path
 
 from pipeline.settings import Settings
 from stack.layout import Layout
-from stack.services import SERVICES, NotReady, Service, StackError
+from stack.services import SERVICES, START_MARKER, NotReady, Service, StackError
 
 PROGRESS_EVERY = 5.0  # seconds between "still waiting" lines
 
@@ -92,7 +92,7 @@ def start(settings: Settings, layout: Layout, service: Service) -> bool:
     command = service.command(settings, layout)
     log = layout.log(service.name)
     with log.open("ab") as out:
-        out.write(f"\n===== {time.strftime('%Y-%m-%d %H:%M:%S')} starting: {' '.join(command)}\n".encode())
+        out.write(f"\n{START_MARKER}{time.strftime('%Y-%m-%d %H:%M:%S')} starting: {' '.join(command)}\n".encode())
         out.flush()
         process = subprocess.Popen(
             command,

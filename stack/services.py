@@ -30,6 +30,7 @@ from stack.layout import Layout
 CONF_TEMPLATES = Path(__file__).resolve().parent / "conf"
 KAFKA_CLUSTER_ID = "userstream-dev-kraft1"  # any 22-char base64-ish id; fixed so a restart keeps the log dirs
 CORE = ("kafka", "registry", "cassandra", "datasource")
+START_MARKER = "===== "  # the launcher writes it into a service's log at each start
 
 
 class NotReady(Exception):
@@ -332,9 +333,16 @@ def _stream_command(s: Settings, layout: Layout) -> list[str]:
 
 
 def _stream_probe(s: Settings) -> str:
-    """Ready once the query has written its checkpoint metadata (Spark's first act of a started query)."""
-    if not (Path(s.spark_checkpoint_dir) / "metadata").exists():
-        raise NotReady(f"no checkpoint metadata in {s.spark_checkpoint_dir} yet")
+    """Ready once this start of the job has logged its query as started (after the schema and table checks).
+
+    A checkpoint left by an earlier run proves nothing about this process, so
+    the probe reads the log written since the launcher's latest start marker.
+    """
+    log = Layout(s.stack_home).log("stream")
+    text = log.read_text(errors="replace") if log.exists() else ""
+    this_start = text.rsplit(START_MARKER, 1)[-1]
+    if " started: topic " not in this_start:
+        raise NotReady("the streaming query has not started yet")
     import pyspark
 
     return "spark " + pyspark.__version__
