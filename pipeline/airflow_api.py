@@ -22,6 +22,10 @@ FINISHED = ("success", "failed")
 class AirflowApiError(RuntimeError):
     """The api-server refused or failed a call; the message says which and what it answered."""
 
+    def __init__(self, message: str, status_code: int | None = None):
+        super().__init__(message)
+        self.status_code = status_code  # None when there was no HTTP answer at all
+
 
 def admin_password(settings: Settings) -> str:
     """AIRFLOW_ADMIN_PASSWORD, else the one `airflow standalone` generated into the stack's Airflow home."""
@@ -54,7 +58,7 @@ class AirflowClient:
         except requests.RequestException as exc:
             raise AirflowApiError(f"Airflow at {self.base} did not answer {method} {path}: {exc}") from exc
         if not response.ok:
-            raise AirflowApiError(f"Airflow answered {response.status_code} to {method} {path}: {response.text[:300]}")
+            raise AirflowApiError(f"Airflow answered {response.status_code} to {method} {path}: {response.text[:300]}", response.status_code)
         return response.json()
 
     def dag(self, dag_id: str) -> dict:
@@ -62,6 +66,10 @@ class AirflowClient:
 
     def unpause(self, dag_id: str) -> None:
         self._call("PATCH", f"/api/v2/dags/{quote(dag_id)}", json={"is_paused": False})
+
+    def dag_runs(self, dag_id: str, limit: int) -> dict:
+        """The newest runs first. By run_after: runs triggered with `logical_date: null` have no logical date."""
+        return self._call("GET", f"/api/v2/dags/{quote(dag_id, safe='')}/dagRuns", params={"order_by": "-run_after", "limit": limit})
 
     def trigger(self, dag_id: str, conf: dict) -> str:
         """Create a manual run now; `logical_date: null` is what Airflow 3 asks for an ad-hoc run."""

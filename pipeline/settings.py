@@ -119,6 +119,13 @@ class Settings(BaseSettings):
             conf["basic.auth.user.info"] = self.schema_registry_basic_auth_user_info.get_secret_value()
         return conf
 
+    def schema_registry_basic_auth(self) -> tuple[str, str] | None:
+        """(user, password) for plain-HTTP registry calls, from the Confluent-style "user:password"."""
+        if not self.schema_registry_basic_auth_user_info:
+            return None
+        user, _, password = self.schema_registry_basic_auth_user_info.get_secret_value().partition(":")
+        return user, password
+
     def cassandra_contact_points(self) -> list[str]:
         return [host.strip() for host in self.cassandra_hosts.split(",") if host.strip()]
 

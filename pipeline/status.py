@@ -48,6 +48,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from pipeline import dead_letter
+from pipeline.airflow_api import AirflowApiError, AirflowClient, admin_password
 from pipeline.settings import Settings, load_settings
 
 DAG_ID = "user_stream"
@@ -72,6 +73,7 @@ class ServiceHealth:
     pid: int | None = None
     port: int | None = None
     log: str | None = None
+    version: str | None = None  # what the service reports of itself, where its probe learns it
 
     def __post_init__(self) -> None:
         if self.core is None:
@@ -260,6 +262,8 @@ def probe_kafka(settings: Settings, timeout: float) -> ServiceHealth:
     except KafkaException as exc:
         admin.poll(0)  # serves error_cb, which names the cause
         return ServiceHealth("kafka", settings.kafka_bootstrap_servers, False, errors.cause(exc))
+    if not metadata.brokers:
+        return ServiceHealth("kafka", settings.kafka_bootstrap_servers, False, "metadata lists no broker yet")
     user_topics = [t for t in metadata.topics if not t.startswith("_")]
     detail = f"{len(metadata.brokers)} broker(s), cluster {metadata.cluster_id}, {len(user_topics)} topic(s)"
     return ServiceHealth("kafka", settings.kafka_bootstrap_servers, True, detail)
@@ -500,12 +504,8 @@ def stream_progress(settings: Settings, topics: list[TopicOffsets], now: float |
 
 
 def _registry_get(settings: Settings, path: str, timeout: float, **params: Any) -> requests.Response:
-    auth = None
-    if settings.schema_registry_basic_auth_user_info:
-        user, _, password = settings.schema_registry_basic_auth_user_info.get_secret_value().partition(":")
-        auth = (user, password)
     url = settings.schema_registry_url.rstrip("/") + path
-    return requests.get(url, params=params or None, auth=auth, timeout=timeout)
+    return requests.get(url, params=params or None, auth=settings.schema_registry_basic_auth(), timeout=timeout)
 
 
 def probe_registry(settings: Settings, timeout: float) -> ServiceHealth:
@@ -585,7 +585,7 @@ def probe_cassandra(settings: Settings, timeout: float) -> ServiceHealth:
     finally:
         if cluster is not None:
             cluster.shutdown()
-    return ServiceHealth("cassandra", address, True, f"Cassandra {version}")
+    return ServiceHealth("cassandra", address, True, f"Cassandra {version}", version=version)
 
 
 def _cassandra_reason(exc: BaseException) -> str:
@@ -631,11 +631,16 @@ def probe_datasource(settings: Settings, timeout: float) -> ServiceHealth:
         return ServiceHealth("datasource", settings.datasource_url, False, reason(exc))
     if "error" in body or not body.get("results"):
         return ServiceHealth("datasource", settings.datasource_url, False, f"API error: {body.get('error')}")
-    return ServiceHealth("datasource", settings.datasource_url, True, "serves users")
+    version = (body.get("info") or {}).get("version")
+    return ServiceHealth("datasource", settings.datasource_url, True, "serves users", version=version)
 
 
-def probe_airflow(settings: Settings, timeout: float) -> ServiceHealth:
-    """GET /api/v2/monitor/health: needs no login and reports each Airflow component."""
+def probe_airflow(settings: Settings, timeout: float, require: tuple[str, ...] = ()) -> ServiceHealth:
+    """GET /api/v2/monitor/health: needs no login and reports each Airflow component.
+
+    A component the api-server does not report counts as fine, unless it is in
+    `require` (the launcher waits for the scheduler and dag-processor this way).
+    """
     url = settings.airflow_url.rstrip("/") + "/api/v2/monitor/health"
     try:
         response = requests.get(url, timeout=timeout)
@@ -645,14 +650,13 @@ def probe_airflow(settings: Settings, timeout: float) -> ServiceHealth:
         return ServiceHealth("airflow", settings.airflow_url, False, reason(exc))
     parts = {name: (value or {}).get("status") for name, value in health.items() if isinstance(value, dict)}
     unhealthy = sorted(name for name, state in parts.items() if state not in ("healthy", None))
+    unhealthy += [name for name in require if parts.get(name) != "healthy" and name not in unhealthy]
     detail = ", ".join(f"{name} {state}" for name, state in sorted(parts.items()))
     return ServiceHealth("airflow", settings.airflow_url, not unhealthy, detail)
 
 
 def airflow_password(settings: Settings) -> str | None:
     """The admin password the demo uses too (pipeline.airflow_api), or None when there is none to be had."""
-    from pipeline.airflow_api import AirflowApiError, admin_password
-
     try:
         return admin_password(settings)
     except AirflowApiError:
@@ -660,11 +664,7 @@ def airflow_password(settings: Settings) -> str | None:
 
 
 def dag_runs(settings: Settings, timeout: float, dag_id: str = DAG_ID, limit: int = 5) -> DagRunsView:
-    """The newest runs of the DAG through Airflow's REST API v2 (JWT from POST /auth/token).
-
-    Ordered by run_after, not logical_date: runs triggered through the API with
-    {"logical_date": null} have no logical date.
-    """
+    """The newest runs of the DAG through Airflow's REST API v2 (pipeline.airflow_api logs in)."""
     view = DagRunsView(dag_id)
     password = airflow_password(settings)
     if password is None:
@@ -673,29 +673,17 @@ def dag_runs(settings: Settings, timeout: float, dag_id: str = DAG_ID, limit: in
             f"(it writes {Path(settings.stack_home) / 'airflow'}/simple_auth_manager_passwords.json.generated)"
         )
         return view
-    base = settings.airflow_url.rstrip("/")
     try:
-        token = requests.post(
-            f"{base}/auth/token",
-            json={"username": settings.airflow_admin_user, "password": password},
-            timeout=timeout,
-        )
-        if token.status_code == 401:
+        body = AirflowClient(settings, timeout).dag_runs(dag_id, limit)
+    except AirflowApiError as exc:
+        if exc.status_code == 401:
             view.error = f"Airflow rejected the password of user {settings.airflow_admin_user!r}"
-            return view
-        token.raise_for_status()
-        response = requests.get(
-            f"{base}/api/v2/dags/{quote(dag_id, safe='')}/dagRuns",
-            params={"order_by": "-run_after", "limit": limit},
-            headers={"Authorization": f"Bearer {token.json()['access_token']}"},
-            timeout=timeout,
-        )
-        if response.status_code == 404:
+        elif exc.status_code == 404:
             view.error = f"DAG {dag_id} not found (not parsed yet?)"
-            return view
-        response.raise_for_status()
-        body = response.json()
-    except (requests.RequestException, ValueError, KeyError) as exc:
+        else:  # no HTTP answer: the transport error underneath says why in fewer words
+            view.error = reason(exc.__cause__ or exc)
+        return view
+    except (ValueError, KeyError) as exc:
         view.error = reason(exc)
         return view
     view.total = body.get("total_entries")

@@ -56,21 +56,18 @@ class RegisteredSchema:
 class RegistryClient:
     """The two GETs the consumer needs, with retries for a registry that restarts or is briefly busy."""
 
-    def __init__(self, url: str, user_info: str | None = None, timeout: float = 10.0, retries: int = 5):
+    def __init__(self, url: str, auth: tuple[str, str] | None = None, timeout: float = 10.0, retries: int = 5):
         self.url = url.rstrip("/")
         self.timeout = timeout
         self.http = requests.Session()
         retry = Retry(total=retries, backoff_factor=0.5, status_forcelist=(429, 500, 502, 503, 504), allowed_methods=("GET",))
         self.http.mount("http://", HTTPAdapter(max_retries=retry))
         self.http.mount("https://", HTTPAdapter(max_retries=retry))
-        if user_info:
-            user, _, password = user_info.partition(":")
-            self.http.auth = (user, password)
+        self.http.auth = auth
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RegistryClient:
-        info = settings.schema_registry_basic_auth_user_info
-        return cls(settings.schema_registry_url, info.get_secret_value() if info else None)
+        return cls(settings.schema_registry_url, settings.schema_registry_basic_auth(), settings.schema_registry_timeout_seconds)
 
     def _get(self, path: str) -> requests.Response:
         """GET with retries; an unreachable registry is an error that says where it looked."""

@@ -24,12 +24,14 @@ from urllib.parse import urlparse
 
 import requests
 
+from pipeline import status
 from pipeline.settings import REPO_ROOT, Settings
 from stack.layout import Layout
 
 CONF_TEMPLATES = Path(__file__).resolve().parent / "conf"
 KAFKA_CLUSTER_ID = "userstream-dev-kraft1"  # any 22-char base64-ish id; fixed so a restart keeps the log dirs
 CORE = ("kafka", "registry", "cassandra", "datasource")
+PROBE_TIMEOUT = 3.0  # seconds per readiness probe; `up` polls until the service's startup_timeout
 START_MARKER = "===== "  # the launcher writes it into a service's log at each start
 
 
@@ -103,6 +105,13 @@ def _render(template: str, target: Path, values: dict[str, object]) -> Path:
     return target
 
 
+def _answered(health: status.ServiceHealth) -> status.ServiceHealth:
+    """The launcher's probes are the status view's, so "ready" and "up" mean the same thing."""
+    if not health.up:
+        raise NotReady(health.detail)
+    return health
+
+
 def _port_of(url_or_hostport: str) -> int:
     if "://" not in url_or_hostport:
         url_or_hostport = "kafka://" + url_or_hostport.split(",")[0]
@@ -147,18 +156,8 @@ def _kafka_command(s: Settings, layout: Layout) -> list[str]:
 
 
 def _kafka_probe(s: Settings) -> str:
-    """Ready when the broker answers a metadata request."""
-    from confluent_kafka.admin import AdminClient
-    from confluent_kafka import KafkaException
-
-    # log_level 0: librdkafka would otherwise print every refused connection while we poll.
-    admin = AdminClient({**s.kafka_config(), "socket.connection.setup.timeout.ms": 2000, "log_level": 0})
-    try:
-        metadata = admin.list_topics(timeout=3)
-    except KafkaException as exc:
-        raise NotReady(f"no metadata answer: {exc}") from exc
-    if not metadata.brokers:
-        raise NotReady("metadata lists no broker yet")
+    """Ready when the broker answers a metadata request (the status view's probe); the version is the jar's."""
+    _answered(status.probe_kafka(s, PROBE_TIMEOUT))
     jars = list((Layout(s.stack_home).jars / "kafka").glob("kafka_2.13-*.jar"))
     return jars[0].name.removeprefix("kafka_2.13-").removesuffix(".jar") if jars else "?"
 
@@ -191,15 +190,10 @@ def _registry_command(s: Settings, layout: Layout) -> list[str]:
 
 
 def _registry_probe(s: Settings) -> str:
-    """Ready when the Confluent-compatible API answers `GET /subjects`."""
-    try:
-        response = requests.get(f"{s.schema_registry_url.rstrip('/')}/subjects", timeout=3)
-    except requests.ConnectionError as exc:
-        raise NotReady(f"no answer on {s.schema_registry_url} yet") from exc
-    if response.status_code != 200:
-        raise NotReady(f"GET /subjects answered {response.status_code}")
+    """Ready when the Confluent-compatible API answers `GET /subjects`; the version is Apicurio's own."""
+    _answered(status.probe_registry(s, PROBE_TIMEOUT))
     base = s.schema_registry_url.split("/apis/")[0]
-    info = requests.get(f"{base}/apis/registry/v3/system/info", timeout=3)
+    info = requests.get(f"{base}/apis/registry/v3/system/info", timeout=PROBE_TIMEOUT)
     return info.json().get("version", "?") if info.ok else "?"
 
 
@@ -248,18 +242,7 @@ def _cassandra_command(s: Settings, layout: Layout) -> list[str]:
 
 def _cassandra_probe(s: Settings) -> str:
     """Ready when a CQL query answers."""
-    from cassandra.cluster import NoHostAvailable
-
-    from pipeline.cassandra_schema import cassandra_cluster
-
-    cluster = cassandra_cluster(s, timeout=3)
-    try:
-        session = cluster.connect()
-        return session.execute("SELECT release_version FROM system.local", timeout=5).one().release_version
-    except NoHostAvailable as exc:
-        raise NotReady(f"no CQL answer: {exc}") from exc
-    finally:
-        cluster.shutdown()
+    return _answered(status.probe_cassandra(s, PROBE_TIMEOUT)).version or "?"
 
 
 # --- The local randomuser-compatible data source ------------------------------
@@ -273,13 +256,8 @@ def _datasource_command(s: Settings, layout: Layout) -> list[str]:
 
 
 def _datasource_probe(s: Settings) -> str:
-    try:
-        response = requests.get(s.datasource_url, params={"results": 1, "seed": "probe"}, timeout=3)
-    except requests.RequestException as exc:
-        raise NotReady(str(exc)) from exc
-    if response.status_code != 200:
-        raise NotReady(f"GET {s.datasource_url} answered {response.status_code}")
-    return "api " + response.json().get("info", {}).get("version", "?")
+    """Ready when the API serves a user."""
+    return f"api {_answered(status.probe_datasource(s, PROBE_TIMEOUT)).version or '?'}"
 
 
 # --- Airflow (standalone: api-server, scheduler, dag-processor, triggerer) ----
@@ -309,18 +287,8 @@ def _airflow_command(s: Settings, layout: Layout) -> list[str]:
 
 
 def _airflow_probe(s: Settings) -> str:
-    """Ready when the api-server answers and reports a healthy scheduler and database."""
-    try:
-        response = requests.get(f"{s.airflow_url.rstrip('/')}/api/v2/monitor/health", timeout=3)
-    except requests.RequestException as exc:
-        raise NotReady(str(exc)) from exc
-    if response.status_code != 200:
-        raise NotReady(f"health answered {response.status_code}")
-    health = response.json()
-    for component in ("metadatabase", "scheduler", "dag_processor"):
-        status = (health.get(component) or {}).get("status")
-        if status != "healthy":
-            raise NotReady(f"{component} is {status}")
+    """Ready when the api-server answers and reports a healthy database, scheduler and dag-processor."""
+    _answered(status.probe_airflow(s, PROBE_TIMEOUT, require=("metadatabase", "scheduler", "dag_processor")))
     from importlib.metadata import version
 
     return version("apache-airflow")

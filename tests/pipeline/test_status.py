@@ -315,7 +315,7 @@ def test_json_output_is_the_same_data():
     assert data["core_down"] == ["kafka", "schema-registry", "cassandra"]
     assert data["services"][0] == {
         "name": "kafka", "address": "localhost:1", "up": False, "detail": "connection refused", "core": True,
-        "pid": None, "port": None, "log": None,
+        "pid": None, "port": None, "log": None, "version": None,
     }
 
 
@@ -592,3 +592,12 @@ def test_airflow_probe_reports_each_component(fake_airflow):
     fake_airflow["health"]["scheduler"]["status"] = "unhealthy"
     health = status.probe_airflow(settings, 5)
     assert not health.up and "scheduler unhealthy" in health.detail
+
+
+def test_airflow_probe_can_require_a_component_the_health_answer_lacks(fake_airflow):
+    """The launcher waits for components this way: absent is fine for the view, not for readiness."""
+    settings = settings_for(airflow_url=fake_airflow["url"])
+    fake_airflow["health"].pop("dag_processor", None)
+    assert status.probe_airflow(settings, 5).up
+    health = status.probe_airflow(settings, 5, require=("scheduler", "dag_processor"))
+    assert not health.up and "scheduler healthy" in health.detail
