@@ -35,6 +35,7 @@ from pathlib import Path
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
+from pipeline.schema_registry import is_not_found
 from pipeline.settings import Settings, load_settings
 from producer.registry import (
     REGISTRY_TRANSPORT_ERRORS,
@@ -91,16 +92,12 @@ class Registration:
         return f"{self.status}: subject={self.subject}{ident} ({self.path})"
 
 
-def _is_not_found(error: SchemaRegistryError, *codes: int) -> bool:
-    return error.http_status_code == 404 and (not codes or error.error_code in codes)
-
-
 def current_compatibility(client: SchemaRegistryClient, subject: str) -> str | None:
     """The subject's own compatibility level, or None when it has none yet."""
     try:
         return client.get_compatibility(subject)
     except SchemaRegistryError as error:
-        if _is_not_found(error):  # Apicurio: 40401 until the subject or its config exists
+        if is_not_found(error):  # Apicurio: 40401 until the subject or its config exists
             return None
         raise
 
@@ -125,7 +122,7 @@ def find_registered(client: SchemaRegistryClient, subject: str, schema: Schema):
     try:
         return client.lookup_schema(subject, schema)
     except SchemaRegistryError as error:
-        if _is_not_found(error, SUBJECT_NOT_FOUND, SCHEMA_NOT_FOUND):
+        if is_not_found(error, SUBJECT_NOT_FOUND, SCHEMA_NOT_FOUND):
             return None
         raise
 
@@ -135,7 +132,7 @@ def previous_versions(client: SchemaRegistryClient, subject: str, level: str) ->
     try:
         latest = client.get_latest_version(subject)
     except SchemaRegistryError as error:
-        if _is_not_found(error, SUBJECT_NOT_FOUND):
+        if is_not_found(error, SUBJECT_NOT_FOUND):
             return []  # a new subject: nothing to be compatible with
         raise
     if not level.endswith("_TRANSITIVE"):

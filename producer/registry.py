@@ -3,12 +3,12 @@
 - `load_schema_file()` reads and validates an `.avsc` file.
 - `subject_name()` (from pipeline.subjects) applies the subject naming strategy (topic | record | topic_record),
   the same way confluent-kafka's serializers do, so register and publish agree.
-- `make_client()` builds a `SchemaRegistryClient` from the settings (basic auth only when set).
+- `make_client()`, `RegistryUnavailable`, `REGISTRY_TRANSPORT_ERRORS` come from pipeline.schema_registry
+  (re-exported here), the one place every stage builds its registry client.
 - `compatibility_problems()` explains *which fields* make a schema change incompatible:
   Apicurio's ccompat API ignores `verbose=true` (it answers only `{"is_compatible": false}`)
   and confluent-kafka's `test_compatibility()` returns only the bool, so we diff the two
   schemas ourselves with Avro's schema-resolution rules.
-- `RegistryUnavailable` / `REGISTRY_TRANSPORT_ERRORS`: the registry cannot be reached at all.
 """
 
 from __future__ import annotations
@@ -19,42 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import fastavro
-from confluent_kafka.schema_registry import SchemaRegistryClient
 
-from pipeline.settings import Settings
+from pipeline.schema_registry import REGISTRY_TRANSPORT_ERRORS, RegistryUnavailable, make_client  # noqa: F401  (re-exported)
 from pipeline.subjects import SCHEMAS_DIR, record_fullname, subject_name  # noqa: F401  (re-exported)
-
-
-
-def _transport_errors() -> tuple[type[BaseException], ...]:
-    """The network exceptions SchemaRegistryClient lets through after its own retries.
-
-    confluent-kafka 2.16 talks HTTP through `httpx2` when installed, else `httpx`;
-    both may be importable, so catch whichever exist.
-    """
-    errors: list[type[BaseException]] = []
-    for name in ("httpx2", "httpx"):
-        try:
-            module = __import__(name)
-        except ImportError:
-            continue
-        errors.append(module.TransportError)
-    return tuple(errors)
-
-
-REGISTRY_TRANSPORT_ERRORS = _transport_errors()
-
-
-class RegistryUnavailable(RuntimeError):
-    """The Schema Registry could not be reached at all."""
-
-    def __init__(self, url: str, cause: BaseException) -> None:
-        super().__init__(
-            f"cannot reach the Schema Registry at {url} ({type(cause).__name__}: {cause}). "
-            "Is it running? Start the stack with `make up` (check with `python -m stack status`), "
-            "or set SCHEMA_REGISTRY_URL to a reachable Confluent-compatible registry."
-        )
-        self.url = url
 
 
 class SchemaFileError(ValueError):
@@ -81,14 +48,6 @@ def load_schema_file(path: Path) -> SchemaFile:
     except Exception as exc:  # fastavro raises several unrelated types for bad schemas
         raise SchemaFileError(f"{path}: not a valid Avro schema: {exc}") from exc
     return SchemaFile(path=path, text=text, parsed=parsed, fullname=record_fullname(parsed))
-
-
-def make_client(settings: Settings, max_retries: int | None = None) -> SchemaRegistryClient:
-    """A SchemaRegistryClient for the configured registry; basic auth only when configured."""
-    conf: dict[str, Any] = dict(settings.schema_registry_config())
-    if max_retries is not None:
-        conf["max.retries"] = max_retries
-    return SchemaRegistryClient(conf)
 
 
 # --- Compatibility explained field by field ---------------------------------

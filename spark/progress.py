@@ -14,7 +14,10 @@ batch the job rewrites `<checkpoint>/../<checkpoint name>.progress.json`:
 
 `end_offsets` are the next offsets to read per partition (Kafka's committed
 offset convention), so lag = high watermark - end offset. Totals survive
-restarts but count a replayed batch twice (foreachBatch is at-least-once).
+restarts. foreachBatch is at-least-once: after a crash Spark runs the last
+uncommitted batch again under the same batch id, so a record for the batch id
+already on file replaces that batch's counts instead of adding to them; a
+lower batch id means the checkpoint was reset, and the totals start over.
 The write is atomic (temp file + rename): a reader never sees half a file.
 """
 
@@ -53,11 +56,14 @@ def merge_offsets(previous: dict[str, dict[str, int]], batch: dict[str, dict[str
 
 def next_progress(previous: dict[str, Any] | None, query: str, batch_id: int, batch: dict[str, Any],
                   end_offsets: dict[str, dict[str, int]], reader_schema_id: int | None) -> dict[str, Any]:
-    """The progress record after one batch."""
+    """The progress record after one batch (a replayed batch id replaces its earlier counts)."""
+    if previous and previous.get("batch_id", -1) > batch_id:
+        previous = None  # a new checkpoint: its batch ids start again at 0
     totals = dict((previous or {}).get("totals") or {key: 0 for key in (*TOTAL_KEYS, "batches")})
+    replayed = previous["batch"] if previous and previous.get("batch_id") == batch_id else None
     for key in TOTAL_KEYS:
-        totals[key] = totals.get(key, 0) + batch[key]
-    totals["batches"] = totals.get("batches", 0) + 1
+        totals[key] = totals.get(key, 0) + batch[key] - (replayed[key] if replayed else 0)
+    totals["batches"] = totals.get("batches", 0) + (0 if replayed else 1)
     now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     seconds = batch.get("duration_seconds") or 0
     return {

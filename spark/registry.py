@@ -11,8 +11,9 @@ the book is updated from the ids seen in each batch; a new id also re-reads
 the latest reader version, which is how a registered v2 becomes the shape
 rows are written in without a restart.
 
-Plain HTTP (requests) against the Confluent REST API, so any compatible
-registry works (Confluent, Apicurio's /apis/ccompat/v7, Karapace).
+Lookups go through confluent-kafka's SchemaRegistryClient (the same client
+the producer uses), so any Confluent-compatible registry works (Confluent,
+Apicurio's /apis/ccompat/v7, Karapace).
 """
 
 from __future__ import annotations
@@ -22,10 +23,10 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-import requests
-from requests.adapters import HTTPAdapter
-from urllib3.util.retry import Retry
+from confluent_kafka.schema_registry import SchemaRegistryClient
+from confluent_kafka.schema_registry.error import SchemaRegistryError
 
+from pipeline.schema_registry import REGISTRY_TRANSPORT_ERRORS, is_not_found, make_client
 from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -54,52 +55,59 @@ class RegisteredSchema:
 
 
 class RegistryClient:
-    """The two GETs the consumer needs, with retries for a registry that restarts or is briefly busy."""
+    """The two lookups the consumer needs, through confluent-kafka's SchemaRegistryClient.
 
-    def __init__(self, url: str, auth: tuple[str, str] | None = None, timeout: float = 10.0, retries: int = 5):
-        self.url = url.rstrip("/")
-        self.timeout = timeout
-        self.http = requests.Session()
-        retry = Retry(total=retries, backoff_factor=0.5, status_forcelist=(429, 500, 502, 503, 504), allowed_methods=("GET",))
-        self.http.mount("http://", HTTPAdapter(max_retries=retry))
-        self.http.mount("https://", HTTPAdapter(max_retries=retry))
-        self.http.auth = auth
+    The library retries a registry that restarts or is briefly busy and caches
+    schemas by id; this adapter only turns its answers into what SchemaBook
+    needs (a 404 for an id is a poison record, not a failure) and its errors
+    into messages that say what to do.
+    """
+
+    def __init__(self, client: SchemaRegistryClient):
+        self.client = client
+        self.url = client.config()["url"]
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RegistryClient:
-        return cls(settings.schema_registry_url, settings.schema_registry_basic_auth(), settings.schema_registry_timeout_seconds)
+        return cls(make_client(settings))
 
-    def _get(self, path: str) -> requests.Response:
-        """GET with retries; an unreachable registry is an error that says where it looked."""
-        try:
-            return self.http.get(f"{self.url}{path}", timeout=self.timeout)
-        except requests.RequestException as exc:
-            raise RegistryError(
-                f"schema registry at {self.url} did not answer GET {path} ({exc}); is it running? "
-                "`python -m stack status` shows the embedded stack"
-            ) from exc
+    def _unreachable(self, what: str, exc: BaseException) -> RegistryError:
+        return RegistryError(
+            f"schema registry at {self.url} did not answer {what} ({type(exc).__name__}: {exc}); is it running? "
+            "`python -m stack status` shows the embedded stack"
+        )
 
     def schema_by_id(self, schema_id: int) -> RegisteredSchema | None:
         """The schema registered under an id, or None when the registry has no such id (HTTP 404)."""
-        response = self._get(f"/schemas/ids/{schema_id}")
-        if response.status_code == 404:
-            return None
-        if response.status_code != 200:
-            raise RegistryError(f"GET {self.url}/schemas/ids/{schema_id}: HTTP {response.status_code} {response.text[:300]}")
-        body = response.json()
-        return RegisteredSchema(id=schema_id, schema=body["schema"], schema_type=body.get("schemaType") or "AVRO")
+        try:
+            schema = self.client.get_schema(schema_id)
+        except SchemaRegistryError as error:
+            if is_not_found(error):
+                return None
+            raise RegistryError(f"{self.url}: schema id {schema_id}: {error}") from error
+        except REGISTRY_TRANSPORT_ERRORS as exc:
+            raise self._unreachable(f"GET /schemas/ids/{schema_id}", exc) from exc
+        return RegisteredSchema(id=schema_id, schema=schema.schema_str, schema_type=schema.schema_type or "AVRO")
 
     def subject_version(self, subject: str, version: str = "latest") -> RegisteredSchema:
-        """A subject's version ("latest" or a number); a missing subject says how to register it."""
-        response = self._get(f"/subjects/{subject}/versions/{version}")
-        if response.status_code == 404:
-            raise RegistryError(
-                f"subject {subject!r} has no version {version} at {self.url}: register the schema first (`make register`)"
-            )
-        if response.status_code != 200:
-            raise RegistryError(f"GET {self.url}/subjects/{subject}/versions/{version}: HTTP {response.status_code} {response.text[:300]}")
-        body = response.json()
-        return RegisteredSchema(id=int(body["id"]), schema=body["schema"], subject=subject, version=int(body["version"]))
+        """A subject's version ("latest" or a number); a missing subject says how to register it.
+
+        get_version("latest") always asks the registry (the library caches only
+        numbered versions), which is what lets a newly registered version
+        become the reader mid-stream.
+        """
+        try:
+            registered = self.client.get_version(subject, version if version == "latest" else int(version))
+        except SchemaRegistryError as error:
+            if is_not_found(error):
+                raise RegistryError(
+                    f"subject {subject!r} has no version {version} at {self.url}: register the schema first (`make register`)"
+                ) from error
+            raise RegistryError(f"{self.url}: subject {subject!r} version {version}: {error}") from error
+        except REGISTRY_TRANSPORT_ERRORS as exc:
+            raise self._unreachable(f"GET /subjects/{subject}/versions/{version}", exc) from exc
+        return RegisteredSchema(id=registered.schema_id, schema=registered.schema.schema_str, subject=subject,
+                                version=registered.version)
 
 
 @dataclass(frozen=True)

@@ -47,8 +47,9 @@ def run_decode(spark, values: list[tuple[str, bytes | None, bytes | None]]):
 def test_good_v1_and_v2_records_decode_into_the_reader(spark):
     u1, u2 = make_user(1), dict(make_user(2), favourite_colour="green")
     out = run_decode(spark, [
-        ("v1", b"k", framed(V1_ID, avro_bytes(V1, u1))),
-        ("v2", b"k", framed(V2_ID, avro_bytes(V2, u2))),
+        ("v1", u1["id"].encode(), framed(V1_ID, avro_bytes(V1, u1))),
+        ("v2", u2["id"].encode(), framed(V2_ID, avro_bytes(V2, u2))),
+        ("other-key", b"not-this-user", framed(V1_ID, avro_bytes(V1, u1))),
     ])
     assert out["v1"].reason is None and out["v2"].reason is None
     assert out["v1"].schema_id == V1_ID and out["v2"].schema_id == V2_ID
@@ -56,6 +57,7 @@ def test_good_v1_and_v2_records_decode_into_the_reader(spark):
     assert out["v2"].user.favourite_colour == "green"
     assert out["v1"].user.first_name == u1["first_name"] and out["v1"].user.id == u1["id"]
     assert out["v1"].user.national_id_value == u1["national_id_value"]
+    assert out["other-key"].reason == f"Kafka key not-this-user is not the record's id {u1['id']}"
 
 
 def test_every_truncation_is_dead_lettered_never_a_row(spark):
@@ -128,7 +130,8 @@ def test_random_bytes_and_bad_uuid_never_become_rows(spark):
 
 def test_good_rows_carry_provenance_and_reader_columns(spark):
     ts = dt.datetime(2024, 1, 1)
-    df = spark.createDataFrame([(b"k", framed(V1_ID, avro_bytes(V1, make_user(7))), "t", 2, 41, ts, None)], KAFKA_COLUMNS)
+    user = make_user(7)
+    df = spark.createDataFrame([(user["id"].encode(), framed(V1_ID, avro_bytes(V1, user)), "t", 2, 41, ts, None)], KAFKA_COLUMNS)
     rows = good_rows(decode(with_header(df), snapshot()))
     assert rows.columns == [f["name"] for f in V2["fields"]] + ["schema_id", "kafka_topic", "kafka_partition", "kafka_offset", "kafka_timestamp"]
     row = rows.collect()[0]

@@ -51,6 +51,7 @@ def test_poison_records_are_dead_lettered_and_the_query_keeps_running(spark, cor
         b"p-null": (None, "null value"),
         b"p-short": (b"\x00\x00", "too short: 2 bytes"),
         b"p-foreign": (framed(foreign, avro_bytes(foreign_schema(), foreign_user)), f"schema id {foreign} cannot be read as"),
+        b"p-other-key": (good, f"Kafka key p-other-key is not the record's id {users[0]['id']}"),
     }
 
     options = JobOptions.from_settings(corner.settings, trigger="processing", interval="1 second")
@@ -62,7 +63,7 @@ def test_poison_records_are_dead_lettered_and_the_query_keeps_running(spark, cor
         bad = list(poison.items())
         for i, user in enumerate(second):
             mixed.append((user["id"].encode(), corner.encode(serializer, user)))
-            if i % 5 == 0 and bad:
+            if i % 4 == 0 and bad:
                 key, (value, _) = bad.pop()
                 mixed.append((key, value))
         assert not bad

@@ -101,10 +101,15 @@ def test_subject_names_follow_confluents_strategies():
 
 
 def test_unreachable_registry_says_where_it_looked():
+    from pipeline.schema_registry import make_client
     from spark.registry import RegistryClient
 
-    with pytest.raises(RegistryError, match=r"registry at http://127.0.0.1:1/x did not answer"):
-        RegistryClient("http://127.0.0.1:1/x", retries=0).schema_by_id(1)
+    settings = load_settings().model_copy(update={"schema_registry_url": "http://127.0.0.1:1/x"})
+    client = RegistryClient(make_client(settings, max_retries=0))
+    with pytest.raises(RegistryError, match=r"registry at http://127.0.0.1:1/x did not answer GET /schemas/ids/1"):
+        client.schema_by_id(1)
+    with pytest.raises(RegistryError, match=r"did not answer GET /subjects/users-value/versions/latest"):
+        client.subject_version("users-value")
 
 
 def test_progress_accumulates_and_offsets_only_move_forward(tmp_path):
@@ -118,6 +123,20 @@ def test_progress_accumulates_and_offsets_only_move_forward(tmp_path):
     assert second["end_offsets"] == {"t": {"0": 5, "1": 9}}
     assert second["batchId"] == 1 and second["numInputRows"] == 10 and second["processedRowsPerSecond"] == 20.0
     assert merge_offsets({"t": {"0": 7}}, {"t": {"0": 3}}) == {"t": {"0": 7}}
+
+
+def test_progress_counts_a_replayed_batch_once_and_restarts_with_a_new_checkpoint():
+    batch = {"records_in": 10, "rows_written": 8, "dead_lettered": 2, "schema_ids": [1], "duration_seconds": 0.5}
+    first = next_progress(None, "q", 0, batch, {"t": {"0": 10}}, 1)
+    second = next_progress(first, "q", 1, batch, {"t": {"0": 20}}, 1)
+    # A crash after batch 1's progress but before Spark committed it: batch 1 runs again, maybe bigger.
+    bigger = {**batch, "records_in": 15, "rows_written": 12, "dead_lettered": 3}
+    replayed = next_progress(second, "q", 1, bigger, {"t": {"0": 25}}, 1)
+    assert replayed["totals"] == {"records_in": 25, "rows_written": 20, "dead_lettered": 5, "batches": 2}
+    # A deleted checkpoint starts at batch 0 again: totals and offsets start over.
+    fresh = next_progress(replayed, "q", 0, batch, {"t": {"0": 10}}, 1)
+    assert fresh["totals"] == {"records_in": 10, "rows_written": 8, "dead_lettered": 2, "batches": 1}
+    assert fresh["end_offsets"] == {"t": {"0": 10}}
 
 
 def test_sasl_settings_become_a_jaas_line():
