@@ -534,15 +534,19 @@ def schema_subjects(settings: Settings, timeout: float) -> SchemaRegistryView:
         subjects = _registry_get(settings, "/subjects", timeout)
         subjects.raise_for_status()
         for subject in sorted(subjects.json()):
-            view.subjects.append(_subject_info(settings, subject, view.global_compatibility, timeout))
+            if info := _subject_info(settings, subject, view.global_compatibility, timeout):
+                view.subjects.append(info)
     except (requests.RequestException, ValueError) as exc:
         view.error = reason(exc)
     return view
 
 
-def _subject_info(settings: Settings, subject: str, global_level: str | None, timeout: float) -> SubjectInfo:
+def _subject_info(settings: Settings, subject: str, global_level: str | None, timeout: float) -> SubjectInfo | None:
+    """One subject's row; None when it was deleted between the listing and this lookup."""
     quoted = quote(subject, safe="")
     versions = _registry_get(settings, f"/subjects/{quoted}/versions", timeout)
+    if versions.status_code == 404:
+        return None
     versions.raise_for_status()
     latest = _registry_get(settings, f"/subjects/{quoted}/versions/latest", timeout)
     latest.raise_for_status()

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 
-from pyspark.sql import DataFrame, Window
+from pyspark.errors import AnalysisException
+from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from pipeline import dead_letter
@@ -33,6 +35,8 @@ PROVENANCE_COLUMNS = {
     "kafka_timestamp": "timestamp",
 }
 CASSANDRA_FORMAT = "org.apache.spark.sql.cassandra"
+# How long the connector may take to hear of a table or column the driver already sees.
+CONNECTOR_SCHEMA_WAIT_SECONDS = 30.0
 
 
 class SchemaMismatchError(RuntimeError):
@@ -50,8 +54,9 @@ def latest_per_key(rows: DataFrame) -> DataFrame:
 class CassandraSink:
     """Upserts decoded rows into settings.cassandra_keyspace.cassandra_table through the Spark Cassandra connector."""
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, spark: SparkSession | None = None):
         self.settings = settings
+        self.spark = spark  # when given, check_columns also waits for the connector to see the columns
         self.keyspace = settings.cassandra_keyspace
         self.table = settings.cassandra_table
 
@@ -79,7 +84,37 @@ class CassandraSink:
                 f"{where} column types do not fit {what}: "
                 + ", ".join(f"{name} is {live_type}, the schema needs {kind}" for name, (kind, live_type) in mismatched.items())
             )
+        self._wait_for_connector(set(self.needed_columns(reader)))
         log.info("%s can hold %s", where, what)
+
+    def _wait_for_connector(self, needed: set[str]) -> None:
+        """Wait until the connector's own metadata has the columns the check above just saw.
+
+        The connector keeps a long-lived driver session of its own, which hears
+        of a new table or an ALTER TABLE through debounced schema events; a
+        write in that window fails the batch on an unknown column.
+        """
+        if self.spark is None:
+            return
+        deadline = time.monotonic() + CONNECTOR_SCHEMA_WAIT_SECONDS
+        while True:
+            try:
+                seen = set(self.spark.read.format(CASSANDRA_FORMAT).options(keyspace=self.keyspace, table=self.table).load().columns)
+            except AnalysisException as exc:
+                if "Couldn't find" not in str(exc):
+                    raise
+                seen = set()
+            missing = needed - seen
+            if not missing:
+                return
+            if time.monotonic() > deadline:
+                raise SchemaMismatchError(
+                    f"Cassandra has {self.keyspace}.{self.table} with {', '.join(sorted(missing))}, but the Spark "
+                    f"Cassandra connector still does not see them after {CONNECTOR_SCHEMA_WAIT_SECONDS:.0f} s: "
+                    "check schema agreement (`nodetool describecluster`), then restart the job"
+                )
+            log.info("waiting for the Cassandra connector to see %s", ", ".join(sorted(missing)))
+            time.sleep(1)
 
     def write(self, rows: DataFrame) -> None:
         """Upsert: a replayed batch rewrites the same rows with the same values."""

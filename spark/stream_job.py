@@ -137,7 +137,7 @@ class UserStreamJob:
             reader_version=settings.user_schema_version,
             compatibility=avro_compatibility(spark),
         )
-        self.sink = CassandraSink(settings)
+        self.sink = CassandraSink(settings, spark)
         self.dead_letters = DeadLetterSink(settings)
         self.progress_file = progress_path(options.checkpoint)
 

@@ -19,3 +19,24 @@ def settings() -> Settings:
 def unique_topic() -> str:
     """A topic name no other test or engineer on the shared stack uses: `test-<hex>`."""
     return f"test-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """One local SparkSession for the whole run (JVM start-up is the slow part); tests never stop it.
+
+    local[2] with the stack's connector jars and two shuffle partitions: what CI's 2 cores can afford.
+    Every test that needs Spark takes this fixture: `getOrCreate()` would hand a test's own
+    session-builder this same session anyway, and stopping it would break the tests after.
+    """
+    from spark.session import build_spark_session
+
+    session = build_spark_session(
+        load_settings(),
+        "userstream-tests",
+        master="local[2]",
+        extra_conf={"spark.sql.shuffle.partitions": "2", "spark.ui.enabled": "false"},
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()

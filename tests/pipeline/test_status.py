@@ -472,27 +472,22 @@ def test_cassandra_probe_and_row_count(live_settings):
 
 @pytest.mark.integration
 @pytest.mark.spark
-def test_lag_from_a_checkpoint_spark_itself_wrote(live_settings, fresh_topic, tmp_path):
+def test_lag_from_a_checkpoint_spark_itself_wrote(live_settings, fresh_topic, tmp_path, spark):
     """The format assumptions above, checked against a real Structured Streaming Kafka query."""
     from spark.kafka_options import kafka_options
-    from spark.session import build_spark_session
 
     produce(live_settings, fresh_topic, [(0, [])] * 5 + [(1, [])] * 2)
     checkpoint = tmp_path / "checkpoint"
-    spark = build_spark_session(
-        live_settings, "status-checkpoint-test", master="local[1]",
-        extra_conf={"spark.ui.enabled": "false", "spark.sql.shuffle.partitions": "1"},
+    query = (
+        spark.readStream.format("kafka").options(**kafka_options(live_settings))
+        .option("subscribe", fresh_topic).option("startingOffsets", "earliest").load()
+        .writeStream.format("noop").option("checkpointLocation", str(checkpoint))
+        .trigger(availableNow=True).start()
     )
     try:
-        query = (
-            spark.readStream.format("kafka").options(**kafka_options(live_settings))
-            .option("subscribe", fresh_topic).option("startingOffsets", "earliest").load()
-            .writeStream.format("noop").option("checkpointLocation", str(checkpoint))
-            .trigger(availableNow=True).start()
-        )
         assert query.awaitTermination(120), "the availableNow query did not finish in 120 s"
     finally:
-        spark.stop()
+        query.stop()
     produce(live_settings, fresh_topic, [(2, [])] * 3)  # arrives after the query: lag
 
     settings = live_settings.model_copy(update={"users_topic": fresh_topic, "spark_checkpoint_dir": str(checkpoint)})

@@ -71,6 +71,7 @@ class Corner:
     registry: SchemaRegistryClient
     producer: Producer
     cleanups: list[Callable[[], None]] = field(default_factory=list)
+    _cassandra: Any = None  # one cassandra-driver Cluster for every query of the test, not one per poll
 
     @classmethod
     def create(cls, tmp_path: Path, name: str) -> Corner:
@@ -220,8 +221,10 @@ class Corner:
             session.execute(f"DROP KEYSPACE IF EXISTS {self.settings.cassandra_keyspace}")
 
     def cql(self, statement: str) -> list[dict[str, Any]]:
-        with cassandra_schema.connect(self.settings) as session:
-            return [row._asdict() for row in session.execute(statement)]
+        if self._cassandra is None:
+            cluster = cassandra_schema.cassandra_cluster(self.settings)
+            self._cassandra = (cluster, cluster.connect())
+        return [row._asdict() for row in self._cassandra[1].execute(statement)]
 
     def rows(self) -> dict[str, dict[str, Any]]:
         """Every row of the test table, keyed by id as text."""
@@ -240,6 +243,9 @@ class Corner:
                 cleanup()
             except Exception as exc:  # collected and re-raised below: cleanup must not stop at the first error
                 failures.append(exc)
+        if self._cassandra is not None:
+            self._cassandra[0].shutdown()
+            self._cassandra = None
         if failures:
             raise failures[0]
 

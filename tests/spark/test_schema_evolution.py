@@ -46,13 +46,18 @@ def test_mixed_v1_v2_records_decode_with_their_own_schema(spark, corner_factory)
         for i, user in enumerate(mixed):
             if i % 2:
                 user["favourite_colour"] = ["green", "زرد", "синий"][i % 3]
-        corner.produce_raw(
-            (u["id"].encode(), corner.encode(v2 if "favourite_colour" in u else v1, u)) for u in mixed
-        )
+        framed = [(u["id"].encode(), corner.encode(v2 if "favourite_colour" in u else v1, u)) for u in mixed]
+        # The job re-reads the latest reader when a new writer id shows up: until the first v2
+        # record arrives, v1 records are still read as v1. Send that one first, so every v1
+        # record below is known to be read as v2 (with the default).
+        first_v2 = next(i for i, u in enumerate(mixed) if "favourite_colour" in u)
+        corner.produce_raw([framed[first_v2]])
+        progress_file = progress_path(options.checkpoint)
+        wait_until(lambda: (read_progress(progress_file) or {}).get("reader_schema_id") == v2_id, 120, "the v2 reader")
+        corner.produce_raw(framed[:first_v2] + framed[first_v2 + 1:])
         wait_until(lambda: corner.count() == 160, 120, "all 160 rows")
         # The batch writes its rows before its progress record: stopping right at count 160
         # can interrupt it between the two, so wait for the record too.
-        progress_file = progress_path(options.checkpoint)
         wait_until(
             lambda: sum(((read_progress(progress_file) or {}).get("end_offsets") or {}).get(run, {}).values()) == 160,
             60, "the progress record of the last batch",

@@ -22,7 +22,10 @@ def test_available_now_writes_every_record_exactly(spark, corner_factory):
 
     options = JobOptions.from_settings(corner.settings, trigger="available_now", max_offsets_per_trigger=120)
     query = UserStreamJob(spark, corner.settings, options).start()
-    assert query.awaitTermination(180), "availableNow query did not finish in 3 minutes"
+    try:
+        assert query.awaitTermination(180), "availableNow query did not finish in 3 minutes"
+    finally:
+        query.stop()  # a query left running would slow every later test in the shared session
     assert query.exception() is None
 
     rows = corner.rows()

@@ -108,10 +108,8 @@ def write_when_connector_sees(frame, keyspace: str, table: str, timeout: float =
 
 
 @pytest.mark.spark
-def test_spark_session_reads_kafka_and_round_trips_cassandra(settings, unique_topic):
-    """The jars `make setup` fetched give Spark a Kafka source and the Cassandra connector."""
-    from spark.session import build_spark_session
-
+def test_spark_session_reads_kafka_and_round_trips_cassandra(settings, unique_topic, spark):
+    """The jars `make setup` fetched give Spark (built by spark.session) a Kafka source and the Cassandra connector."""
     producer = Producer(settings.kafka_config())
     for i in range(5):
         producer.produce(unique_topic, key=str(i), value=f"value-{i}")
@@ -122,7 +120,6 @@ def test_spark_session_reads_kafka_and_round_trips_cassandra(settings, unique_to
     session = cluster.connect()
     session.execute(f"CREATE KEYSPACE {keyspace} WITH replication = {{'class': 'SimpleStrategy', 'replication_factor': 1}}")
     session.execute(f"CREATE TABLE {keyspace}.kv (key text PRIMARY KEY, value text)")
-    spark = build_spark_session(settings, "stack-smoke-test", master="local[2]")
     try:
         frame = (
             spark.read.format("kafka")
@@ -138,6 +135,5 @@ def test_spark_session_reads_kafka_and_round_trips_cassandra(settings, unique_to
         back = spark.read.format("org.apache.spark.sql.cassandra").options(keyspace=keyspace, table="kv").load()
         assert {(row.key, row.value) for row in back.collect()} == {(str(i), f"value-{i}") for i in range(5)}
     finally:
-        spark.stop()
         session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}")
         cluster.shutdown()
