@@ -516,7 +516,25 @@ def probe_registry(settings: Settings, timeout: float) -> ServiceHealth:
         subjects = response.json()
     except (requests.RequestException, ValueError) as exc:
         return ServiceHealth("schema-registry", settings.schema_registry_url, False, reason(exc))
-    return ServiceHealth("schema-registry", settings.schema_registry_url, True, f"{len(subjects)} subject(s)")
+    return ServiceHealth("schema-registry", settings.schema_registry_url, True, f"{len(subjects)} subject(s)",
+                         version=_registry_version(settings, timeout))
+
+
+def _registry_version(settings: Settings, timeout: float) -> str | None:
+    """The registry's own version where it says: Apicurio's system info, else Confluent's metadata endpoint.
+
+    Only a label for the table: the registry already answered, so a registry
+    that publishes no version is shown as "-", not as a failure.
+    """
+    base = settings.schema_registry_url.split("/apis/")[0].rstrip("/")
+    for url in (f"{base}/apis/registry/v3/system/info", f"{settings.schema_registry_url.rstrip('/')}/v1/metadata/version"):
+        try:
+            response = requests.get(url, auth=settings.schema_registry_basic_auth(), timeout=timeout)
+            if response.ok:
+                return str(response.json()["version"])
+        except (requests.RequestException, ValueError, KeyError, TypeError):
+            continue
+    return None
 
 
 def _compatibility(payload: dict[str, Any]) -> str | None:
@@ -656,7 +674,16 @@ def probe_airflow(settings: Settings, timeout: float, require: tuple[str, ...] =
     unhealthy = sorted(name for name, state in parts.items() if state not in ("healthy", None))
     unhealthy += [name for name in require if parts.get(name) != "healthy" and name not in unhealthy]
     detail = ", ".join(f"{name} {state}" for name, state in sorted(parts.items()))
-    return ServiceHealth("airflow", settings.airflow_url, not unhealthy, detail)
+    return ServiceHealth("airflow", settings.airflow_url, not unhealthy, detail, version=_airflow_version(settings, timeout))
+
+
+def _airflow_version(settings: Settings, timeout: float) -> str | None:
+    """GET /api/v2/version (public, like the health endpoint); only a label, "-" when it does not answer."""
+    try:
+        response = requests.get(settings.airflow_url.rstrip("/") + "/api/v2/version", timeout=timeout)
+        return str(response.json()["version"]) if response.ok else None
+    except (requests.RequestException, ValueError, KeyError, TypeError):
+        return None
 
 
 def airflow_password(settings: Settings) -> str | None:
@@ -725,7 +752,7 @@ def launcher_processes(settings: Settings) -> dict[str, dict[str, Any]]:
         return {}
     from stack.launcher import read_pid
     from stack.layout import Layout
-    from stack.services import SERVICES
+    from stack.services import SERVICES, installed_version
 
     layout = Layout(Path(settings.stack_home))
     if not layout.run.exists():  # the launcher never ran here: nothing of ours to show
@@ -739,6 +766,7 @@ def launcher_processes(settings: Settings) -> dict[str, dict[str, Any]]:
             "pid": read_pid(layout, name),  # None when the process has exited
             "port": ports[0] if ports else None,
             "log": str(layout.log(name)),
+            "version": installed_version(layout, name),  # what the launcher runs, for services that cannot say
         }
     return rows
 
@@ -753,6 +781,7 @@ def merge_launcher(health: list[ServiceHealth], processes: dict[str, dict[str, A
     for service in health:
         info = processes.get(service.name, {})
         service.pid, service.port, service.log = info.get("pid"), info.get("port"), info.get("log")
+        service.version = service.version or info.get("version")
     for name, info in sorted(processes.items()):
         if name in probed:
             continue
@@ -807,11 +836,11 @@ def _age(seconds: float | None) -> str:
 
 def render_services(services: list[ServiceHealth]) -> list[str]:
     with_launcher = any(s.pid or s.port or s.log for s in services)
-    headers = ["SERVICE", "STATE", "ADDRESS", "DETAIL"] + (["PID", "LOG"] if with_launcher else [])
+    headers = ["SERVICE", "STATE", "VERSION", "ADDRESS", "DETAIL"] + (["PID", "LOG"] if with_launcher else [])
     rows = []
     for s in services:
         state = "up" if s.up else ("DOWN" if s.core else "down")
-        row = [s.name, state, s.address, s.detail] + ([s.pid, s.log] if with_launcher else [])
+        row = [s.name, state, s.version, s.address, s.detail] + ([s.pid, s.log] if with_launcher else [])
         rows.append(row)
     return ["Services", *_table(headers, rows)]
 

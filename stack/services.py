@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Callable
 from urllib.parse import urlparse
 
-import requests
 
 from pipeline import status
 from pipeline.settings import REPO_ROOT, Settings
@@ -158,8 +157,7 @@ def _kafka_command(s: Settings, layout: Layout) -> list[str]:
 def _kafka_probe(s: Settings) -> str:
     """Ready when the broker answers a metadata request (the status view's probe); the version is the jar's."""
     _answered(status.probe_kafka(s, PROBE_TIMEOUT))
-    jars = list((Layout(s.stack_home).jars / "kafka").glob("kafka_2.13-*.jar"))
-    return jars[0].name.removeprefix("kafka_2.13-").removesuffix(".jar") if jars else "?"
+    return installed_version(Layout(s.stack_home), "kafka") or "?"
 
 
 # --- Schema Registry (Apicurio, Confluent-compatible API) --------------------
@@ -191,10 +189,7 @@ def _registry_command(s: Settings, layout: Layout) -> list[str]:
 
 def _registry_probe(s: Settings) -> str:
     """Ready when the Confluent-compatible API answers `GET /subjects`; the version is Apicurio's own."""
-    _answered(status.probe_registry(s, PROBE_TIMEOUT))
-    base = s.schema_registry_url.split("/apis/")[0]
-    info = requests.get(f"{base}/apis/registry/v3/system/info", timeout=PROBE_TIMEOUT)
-    return info.json().get("version", "?") if info.ok else "?"
+    return _answered(status.probe_registry(s, PROBE_TIMEOUT)).version or "?"
 
 
 # --- Cassandra ----------------------------------------------------------------
@@ -288,10 +283,7 @@ def _airflow_command(s: Settings, layout: Layout) -> list[str]:
 
 def _airflow_probe(s: Settings) -> str:
     """Ready when the api-server answers and reports a healthy database, scheduler and dag-processor."""
-    _answered(status.probe_airflow(s, PROBE_TIMEOUT, require=("metadatabase", "scheduler", "dag_processor")))
-    from importlib.metadata import version
-
-    return version("apache-airflow")
+    return _answered(status.probe_airflow(s, PROBE_TIMEOUT, require=("metadatabase", "scheduler", "dag_processor"))).version or "?"
 
 
 # --- The Spark streaming job ----------------------------------------------------
@@ -311,9 +303,19 @@ def _stream_probe(s: Settings) -> str:
     this_start = text.rsplit(START_MARKER, 1)[-1]
     if " started: topic " not in this_start:
         raise NotReady("the streaming query has not started yet")
-    import pyspark
+    return installed_version(Layout(s.stack_home), "stream") or "?"
 
-    return "spark " + pyspark.__version__
+
+def installed_version(layout: Layout, name: str) -> str | None:
+    """The version the launcher runs, for services whose probe cannot ask them (Kafka's clients are not told it)."""
+    if name == "kafka":
+        jars = list((layout.jars / "kafka").glob("kafka_2.13-*.jar"))
+        return jars[0].name.removeprefix("kafka_2.13-").removesuffix(".jar") if jars else None
+    if name == "stream":
+        import pyspark
+
+        return "spark " + pyspark.__version__
+    return None
 
 
 SERVICES: dict[str, Service] = {

@@ -126,6 +126,14 @@ def test_status_shows_progress_while_running_and_the_job_down_once_stopped(demo,
     assert report["stream"]["total_lag"] == 0, text[:2000]
     services = {service["name"]: service for service in report["services"]}
     assert services["spark-stream"]["up"], text[:2000]
+    # Every service says which version runs: asked of the service, or the launcher's for Kafka and the job.
+    from importlib.metadata import version
+
+    assert services["airflow"]["version"] == version("apache-airflow"), services["airflow"]
+    assert services["spark-stream"]["version"] == f"spark {version('pyspark')}", services["spark-stream"]
+    assert services["kafka"]["version"].startswith("4."), services["kafka"]
+    assert services["cassandra"]["version"].startswith("5.0"), services["cassandra"]
+    assert services["schema-registry"]["version"].startswith("3."), services["schema-registry"]
 
     launcher.down(settings, layout, ["stream"])
     report = status_report()
