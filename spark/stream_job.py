@@ -26,6 +26,10 @@ must be passed on the command line):
       --driver-java-options "-Dorg.apache.avro.limits.string.maxLength=8388608 -Dorg.apache.avro.limits.bytes.maxLength=8388608 -Dorg.apache.avro.limits.collectionItems.maxLength=8388608" \\
       spark/stream_job.py --available-now
 
+Exit status: 0 when --once/--available-now has drained the topic; 1 when a
+service is down or not ready at start, or the query fails (one line on stderr
+says which and what to do); 130 when interrupted.
+
 Everything else (Kafka, registry, Cassandra, topics, checkpoint) comes from
 the environment: see pipeline/settings.py. Before the first run the stack
 must be up with the schema registered and the table created:
@@ -64,17 +68,19 @@ from dataclasses import dataclass  # noqa: E402
 from pyspark import StorageLevel  # noqa: E402
 from pyspark.sql import DataFrame, SparkSession  # noqa: E402
 from pyspark.sql import functions as F  # noqa: E402
+from pyspark.errors import StreamingQueryException  # noqa: E402
 from pyspark.sql.streaming import StreamingQuery  # noqa: E402
 
+from pipeline.cassandra_schema import CassandraUnavailable  # noqa: E402
 from pipeline.settings import Settings, load_settings  # noqa: E402
-from pipeline.topics import ensure_pipeline_topics  # noqa: E402
+from pipeline.topics import TopicError, ensure_pipeline_topics  # noqa: E402
 from spark.decode import avro_compatibility, dead_rows, decode, good_rows, with_header  # noqa: E402
 from spark.kafka_options import kafka_options  # noqa: E402
 from spark.progress import next_progress, progress_path, read_progress, write_progress  # noqa: E402
 from pipeline.subjects import user_subject  # noqa: E402
-from spark.registry import RegistryClient, SchemaBook  # noqa: E402
-from spark.session import build_spark_session  # noqa: E402
-from spark.sink import CassandraSink, DeadLetterSink  # noqa: E402
+from spark.registry import RegistryClient, RegistryError, SchemaBook  # noqa: E402
+from spark.session import MissingJarsError, build_spark_session  # noqa: E402
+from spark.sink import CassandraSink, DeadLetterSink, SchemaMismatchError  # noqa: E402
 
 log = logging.getLogger("spark.stream_job")
 
@@ -254,11 +260,19 @@ def main(args: argparse.Namespace) -> int:
         max_offsets_per_trigger=args.max_offsets_per_trigger,
         checkpoint=args.checkpoint,
     )
-    spark = build_spark_session(settings, options.query_name, master=args.master)
-    spark.sparkContext.setLogLevel("WARN")
-    query = UserStreamJob(spark, settings, options).start()
     try:
+        spark = build_spark_session(settings, options.query_name, master=args.master)
+    except MissingJarsError as exc:
+        return fail(exc)
+    spark.sparkContext.setLogLevel("WARN")
+    try:
+        query = UserStreamJob(spark, settings, options).start()
         query.awaitTermination()
+    except STARTUP_ERRORS as exc:
+        return fail(exc)
+    except StreamingQueryException as exc:
+        return fail(f"query {options.query_name} failed; its last batch was not committed and is decoded again "
+                    f"on the next start. Spark's reason:\n{exc}")
     except KeyboardInterrupt:
         log.info("interrupted: stopping query %s (the current batch is replayed on the next start)", options.query_name)
         query.stop()
@@ -266,6 +280,17 @@ def main(args: argparse.Namespace) -> int:
     finally:
         spark.stop()
     return 0
+
+
+# What a start can fail on before any record is read (a service down, the schema or table not
+# ready): each message already names the service and what to do, so the job prints it and exits 1.
+STARTUP_ERRORS = (RegistryError, CassandraUnavailable, SchemaMismatchError, TopicError)
+
+
+def fail(error: object) -> int:
+    """The message on stderr, without a Python traceback that would bury it; exit status 1."""
+    print(f"spark.stream_job: {error}", file=sys.stderr)
+    return 1
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

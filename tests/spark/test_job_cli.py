@@ -1,0 +1,45 @@
+"""The job as users start it, with one service down: a non-zero exit and one message naming the service."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from pipeline.settings import REPO_ROOT
+from tests.spark.users import V1
+
+pytestmark = [pytest.mark.integration, pytest.mark.spark]
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.parametrize(("service", "env", "message"), [
+    ("registry", lambda port: {"SCHEMA_REGISTRY_URL": f"http://127.0.0.1:{port}/apis/ccompat/v7"},
+     "schema registry at http://127.0.0.1:{port}/apis/ccompat/v7 did not answer"),
+    ("cassandra", lambda port: {"CASSANDRA_HOSTS": "127.0.0.1", "CASSANDRA_PORT": str(port)},
+     "cannot reach Cassandra at 127.0.0.1:{port}"),
+    ("kafka", lambda port: {"KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{port}"},
+     "cannot list Kafka topics"),
+])
+def test_a_service_down_at_start_is_named_and_the_job_exits_1(corner_factory, service, env, message):
+    corner = corner_factory(f"down_{service}")
+    corner.register(V1)  # everything else is ready: only the one service is missing
+    port = closed_port()
+    result = subprocess.run(
+        [sys.executable, "-m", "spark.stream_job", "--master", "local[1]", "--available-now"],
+        cwd=REPO_ROOT, env={**os.environ, **corner.env(), **env(port)}, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 1, result.stderr[-3000:]
+    last_line = result.stderr.strip().splitlines()[-1]  # the last thing a user sees
+    assert last_line.startswith("spark.stream_job: ") and message.format(port=port) in last_line, result.stderr[-3000:]
+    for name in ("RegistryError", "CassandraUnavailable", "TopicError"):  # printed, not raised out of main
+        assert f"{name}:" not in result.stderr, result.stderr[-3000:]
