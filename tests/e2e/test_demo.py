@@ -4,8 +4,9 @@ Runs `python -m pipeline.demo` as a user would (Airflow standalone, the REST
 trigger path, the Spark streaming job), with a seed of its own, then fetches
 the same seed and pages from the data source, maps them with the producer's
 transform and compares every field of every user with the Cassandra row.
-While the job still runs, `pipeline.status` must show its progress; once the
-job is stopped, it must show it as down. Airflow and the job are stopped
+While the demo runs, `pipeline.status` snapshots must show the users arriving
+on the topic and the job's lag or progress; after it, the job caught up; once
+the job is stopped, it must show it as down. Airflow and the job are stopped
 again if this test started them.
 """
 
@@ -15,6 +16,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from datetime import datetime, timezone
@@ -36,18 +38,37 @@ BATCH = 500
 
 @pytest.fixture(scope="module")
 def demo():
-    """Run the main command once; stop what it started beyond the core stack afterwards."""
+    """Run the main command once, taking `make status` snapshots while it runs; stop what it started afterwards."""
     settings = load_settings()
     layout = Layout(settings.stack_home)
     running_before = {name for name in ("airflow", "stream") if launcher.read_pid(layout, name)}
     seed = f"e2e-{uuid.uuid4().hex[:8]}"
     started = datetime.now(timezone.utc)
-    result = subprocess.run(
-        [sys.executable, "-m", "pipeline.demo", "--users", str(USERS), "--batch-size", str(BATCH), "--seed", seed],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=1500,
-    )
-    yield result, seed, started, layout
+    before = status_report()
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "pipeline.demo", "--users", str(USERS), "--batch-size", str(BATCH), "--seed", seed],
+            cwd=REPO_ROOT, stdout=out, stderr=err, text=True,
+        )
+        snapshots = []  # status reports finished while the demo was still running
+        deadline = time.monotonic() + 1500
+        while process.poll() is None and time.monotonic() < deadline:
+            report = status_report(timeout=10)
+            if process.poll() is None:
+                snapshots.append(report)
+            time.sleep(3)
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+        out.seek(0), err.seek(0)
+        result = subprocess.CompletedProcess(process.args, process.returncode, out.read(), err.read())
+    yield result, seed, started, layout, before, snapshots
     launcher.down(settings, layout, [name for name in ("stream", "airflow") if name not in running_before])
+
+
+def records_in(report: dict) -> int:
+    """Records the streaming job has counted so far, per its progress file (0 before its first batch)."""
+    return (((report.get("stream") or {}).get("progress") or {}).get("totals") or {}).get("records_in", 0)
 
 
 def served_users(settings, seed: str) -> dict[str, User]:
@@ -67,7 +88,7 @@ def as_utc(value):
 
 
 def test_demo_succeeds_and_reports_its_counts(demo):
-    result, _, _, _ = demo
+    result, *_ = demo
     assert result.returncode == 0, f"demo failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     assert f"users fetched        {USERS}" in result.stdout
     assert f"users published      {USERS}" in result.stdout
@@ -76,7 +97,7 @@ def test_demo_succeeds_and_reports_its_counts(demo):
 
 
 def test_cassandra_holds_exactly_what_the_source_served(demo, settings):
-    result, seed, started, _ = demo
+    result, seed, started, *_ = demo
     assert result.returncode == 0, result.stderr[-2000:]
     expected = served_users(settings, seed)
     assert len(expected) == USERS
@@ -97,16 +118,37 @@ def test_cassandra_holds_exactly_what_the_source_served(demo, settings):
             assert actual == getattr(user, name), f"user {user_id} field {name}: {actual!r} != {getattr(user, name)!r}"
 
 
-def status_report() -> dict:
+def status_report(timeout: float = 30) -> dict:
     """`make status --json`, with probe timeouts for a loaded CI machine rather than a terminal's 3 s."""
-    result = subprocess.run([sys.executable, "-m", "pipeline.status", "--json", "--timeout", "30"], cwd=REPO_ROOT,
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run([sys.executable, "-m", "pipeline.status", "--json", "--timeout", str(timeout)],
+                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
     assert result.stdout, result.stderr[-2000:]
     return json.loads(result.stdout)
 
 
+def test_status_shows_the_stream_progressing_while_the_demo_runs(demo):
+    result, _, _, _, before, snapshots = demo
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert snapshots, "no status report finished while the demo ran"
+    seen = [(published(r), (r.get("stream") or {}).get("total_lag"), records_in(r)) for r in snapshots]
+    # The producer's progress: the demo's users on the topic, counted from its end offsets.
+    assert any(p >= published(before) + USERS for p, _, _ in seen), f"(published, lag, records in): {seen}"
+    # The job's: records waiting for it (lag) or already counted by it, while the demo still waits.
+    assert any((lag or 0) > 0 or n > records_in(before) for _, lag, n in seen), f"(published, lag, records in): {seen}"
+    old_runs = set(run_ids(before))
+    assert any(set(run_ids(report)) - old_runs for report in snapshots), "status never listed the demo's DAG run"
+
+
+def published(report: dict) -> int:
+    return sum(sum((t.get("latest") or {}).values()) for t in report.get("topics") or [] if t["topic"] == load_settings().users_topic)
+
+
+def run_ids(report: dict) -> list[str]:
+    return [run["run_id"] for run in (report.get("dag_runs") or {}).get("runs") or []]
+
+
 def test_status_shows_progress_while_running_and_the_job_down_once_stopped(demo, settings):
-    result, _, _, layout = demo
+    result, _, _, layout, *_ = demo
     assert result.returncode == 0, result.stderr[-2000:]
 
     # The demo returns once the rows are in Cassandra; the job records its progress and Spark its
