@@ -1,7 +1,7 @@
 """One way to talk to the Schema Registry: confluent-kafka's `SchemaRegistryClient`.
 
-The registration script, the publisher and the Spark job's driver all build
-their client here, so they share its retries (`max.retries` on 408/429/5xx
+The registration script, the publisher, the Spark job's driver and the
+status view all build their client here, so they share its retries (`max.retries` on 408/429/5xx
 and connection errors), its caches, its timeout and its basic auth.
 
 - `make_client()` builds the client from the settings.
@@ -51,11 +51,17 @@ class RegistryUnavailable(RuntimeError):
         self.url = url
 
 
-def make_client(settings: Settings, max_retries: int | None = None) -> SchemaRegistryClient:
-    """A SchemaRegistryClient for the configured registry; basic auth only when configured."""
+def make_client(settings: Settings, max_retries: int | None = None, timeout: float | None = None) -> SchemaRegistryClient:
+    """A SchemaRegistryClient for the configured registry; basic auth only when configured.
+
+    `max_retries` and `timeout` override the defaults for callers that must
+    answer quickly (the status view) rather than ride out a restart.
+    """
     conf: dict[str, Any] = dict(settings.schema_registry_config())
     if max_retries is not None:
         conf["max.retries"] = max_retries
+    if timeout is not None:
+        conf["timeout"] = timeout
     return SchemaRegistryClient(conf)
 
 

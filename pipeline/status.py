@@ -41,14 +41,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import requests
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
+from confluent_kafka.schema_registry.error import SchemaRegistryError
 
 from pipeline import dead_letter
 from pipeline.airflow_api import AirflowApiError, AirflowClient, admin_password
+from pipeline.schema_registry import REGISTRY_TRANSPORT_ERRORS, is_not_found, make_client
 from pipeline.settings import Settings, load_settings
 
 DAG_ID = "user_stream"
@@ -210,7 +211,7 @@ class StatusReport:
 
 def reason(exc: BaseException) -> str:
     """One readable line for why a call failed; the class name only when the message is empty."""
-    if isinstance(exc, requests.Timeout):
+    if isinstance(exc, requests.Timeout) or type(exc).__name__.endswith("Timeout"):  # requests' or httpx's
         return "no answer before the timeout"
     if isinstance(exc, KafkaException) and exc.args and isinstance(exc.args[0], KafkaError):
         return kafka_reason(exc.args[0].str())
@@ -503,18 +504,20 @@ def stream_progress(settings: Settings, topics: list[TopicOffsets], now: float |
 # --- Schema Registry ----------------------------------------------------------------------
 
 
-def _registry_get(settings: Settings, path: str, timeout: float, **params: Any) -> requests.Response:
-    url = settings.schema_registry_url.rstrip("/") + path
-    return requests.get(url, params=params or None, auth=settings.schema_registry_basic_auth(), timeout=timeout)
+def _registry_client(settings: Settings, timeout: float):
+    """The project's registry client with the probe's timeout and no retries: a status view reports, it does not wait."""
+    return make_client(settings, max_retries=0, timeout=timeout)
+
+
+# A registry that cannot be reached, or answers with an error.
+REGISTRY_ERRORS = (*REGISTRY_TRANSPORT_ERRORS, SchemaRegistryError)
 
 
 def probe_registry(settings: Settings, timeout: float) -> ServiceHealth:
     """GET /subjects: the cheapest call every Confluent-compatible registry serves."""
     try:
-        response = _registry_get(settings, "/subjects", timeout)
-        response.raise_for_status()
-        subjects = response.json()
-    except (requests.RequestException, ValueError) as exc:
+        subjects = _registry_client(settings, timeout).get_subjects()
+    except REGISTRY_ERRORS as exc:
         return ServiceHealth("schema-registry", settings.schema_registry_url, False, reason(exc))
     return ServiceHealth("schema-registry", settings.schema_registry_url, True, f"{len(subjects)} subject(s)",
                          version=_registry_version(settings, timeout))
@@ -523,8 +526,9 @@ def probe_registry(settings: Settings, timeout: float) -> ServiceHealth:
 def _registry_version(settings: Settings, timeout: float) -> str | None:
     """The registry's own version where it says: Apicurio's system info, else Confluent's metadata endpoint.
 
-    Only a label for the table: the registry already answered, so a registry
-    that publishes no version is shown as "-", not as a failure.
+    Neither is part of the Confluent schema API that SchemaRegistryClient
+    speaks, hence plain requests. Only a label for the table: the registry
+    already answered, so one that publishes no version is shown as "-".
     """
     base = settings.schema_registry_url.split("/apis/")[0].rstrip("/")
     for url in (f"{base}/apis/registry/v3/system/info", f"{settings.schema_registry_url.rstrip('/')}/v1/metadata/version"):
@@ -537,44 +541,36 @@ def _registry_version(settings: Settings, timeout: float) -> str | None:
     return None
 
 
-def _compatibility(payload: dict[str, Any]) -> str | None:
-    """Confluent answers {"compatibilityLevel": ...} (GET) or {"compatibility": ...}; accept both."""
-    return payload.get("compatibilityLevel") or payload.get("compatibility")
-
-
 def schema_subjects(settings: Settings, timeout: float) -> SchemaRegistryView:
     """Subjects with their versions, latest schema id and compatibility (subject level, else global)."""
     view = SchemaRegistryView(settings.schema_registry_url)
+    client = _registry_client(settings, timeout)
     try:
-        global_config = _registry_get(settings, "/config", timeout)
-        global_config.raise_for_status()
-        view.global_compatibility = _compatibility(global_config.json())
-        subjects = _registry_get(settings, "/subjects", timeout)
-        subjects.raise_for_status()
-        for subject in sorted(subjects.json()):
-            if info := _subject_info(settings, subject, view.global_compatibility, timeout):
+        view.global_compatibility = client.get_compatibility()
+        for subject in sorted(client.get_subjects()):
+            if info := _subject_info(client, subject, view.global_compatibility):
                 view.subjects.append(info)
-    except (requests.RequestException, ValueError) as exc:
+    except REGISTRY_ERRORS as exc:
         view.error = reason(exc)
     return view
 
 
-def _subject_info(settings: Settings, subject: str, global_level: str | None, timeout: float) -> SubjectInfo | None:
+def _subject_info(client: Any, subject: str, global_level: str | None) -> SubjectInfo | None:
     """One subject's row; None when it was deleted between the listing and this lookup."""
-    quoted = quote(subject, safe="")
-    versions = _registry_get(settings, f"/subjects/{quoted}/versions", timeout)
-    if versions.status_code == 404:
-        return None
-    versions.raise_for_status()
-    latest = _registry_get(settings, f"/subjects/{quoted}/versions/latest", timeout)
-    latest.raise_for_status()
-    config = _registry_get(settings, f"/config/{quoted}", timeout)
-    if config.status_code == 404:  # no subject-level rule: the global one applies
-        level, source = global_level, "global"
-    else:
-        config.raise_for_status()
-        level, source = _compatibility(config.json()) or global_level, "subject"
-    return SubjectInfo(subject, sorted(versions.json()), latest.json().get("id"), level, source)
+    try:
+        versions = client.get_versions(subject)
+        latest = client.get_version(subject, "latest")  # "latest" is never served from the client's cache
+    except SchemaRegistryError as error:
+        if is_not_found(error):
+            return None
+        raise
+    try:
+        level, source = client.get_compatibility(subject), "subject"
+    except SchemaRegistryError as error:
+        if not is_not_found(error):
+            raise
+        level, source = global_level, "global"  # no subject-level rule: the global one applies
+    return SubjectInfo(subject, sorted(versions), latest.schema_id, level, source)
 
 
 # --- Cassandra ----------------------------------------------------------------------------
