@@ -51,6 +51,35 @@ def latest_per_key(rows: DataFrame) -> DataFrame:
     return rows.withColumn("_rank", F.row_number().over(newest_first)).where("_rank = 1").drop("_rank")
 
 
+def wait_for_connector(spark: SparkSession, keyspace: str, table: str, columns: set[str],
+                       timeout: float = CONNECTOR_SCHEMA_WAIT_SECONDS) -> None:
+    """Wait until the connector's own metadata has a table and columns that Cassandra already has.
+
+    The connector keeps a long-lived driver session of its own, which hears
+    of a new table or an ALTER TABLE through debounced schema events; a
+    write in that window fails the batch on an unknown table or column.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            seen = set(spark.read.format(CASSANDRA_FORMAT).options(keyspace=keyspace, table=table).load().columns)
+        except AnalysisException as exc:
+            if "Couldn't find" not in str(exc):
+                raise
+            seen = set()
+        missing = columns - seen
+        if not missing:
+            return
+        if time.monotonic() > deadline:
+            raise SchemaMismatchError(
+                f"Cassandra has {keyspace}.{table} with {', '.join(sorted(missing))}, but the Spark "
+                f"Cassandra connector still does not see them after {timeout:.0f} s: "
+                "check schema agreement (`nodetool describecluster`), then restart the job"
+            )
+        log.info("waiting for the Cassandra connector to see %s", ", ".join(sorted(missing)))
+        time.sleep(1)
+
+
 class CassandraSink:
     """Upserts decoded rows into settings.cassandra_keyspace.cassandra_table through the Spark Cassandra connector."""
 
@@ -84,37 +113,9 @@ class CassandraSink:
                 f"{where} column types do not fit {what}: "
                 + ", ".join(f"{name} is {live_type}, the schema needs {kind}" for name, (kind, live_type) in mismatched.items())
             )
-        self._wait_for_connector(set(self.needed_columns(reader)))
+        if self.spark is not None:
+            wait_for_connector(self.spark, self.keyspace, self.table, set(self.needed_columns(reader)))
         log.info("%s can hold %s", where, what)
-
-    def _wait_for_connector(self, needed: set[str]) -> None:
-        """Wait until the connector's own metadata has the columns the check above just saw.
-
-        The connector keeps a long-lived driver session of its own, which hears
-        of a new table or an ALTER TABLE through debounced schema events; a
-        write in that window fails the batch on an unknown column.
-        """
-        if self.spark is None:
-            return
-        deadline = time.monotonic() + CONNECTOR_SCHEMA_WAIT_SECONDS
-        while True:
-            try:
-                seen = set(self.spark.read.format(CASSANDRA_FORMAT).options(keyspace=self.keyspace, table=self.table).load().columns)
-            except AnalysisException as exc:
-                if "Couldn't find" not in str(exc):
-                    raise
-                seen = set()
-            missing = needed - seen
-            if not missing:
-                return
-            if time.monotonic() > deadline:
-                raise SchemaMismatchError(
-                    f"Cassandra has {self.keyspace}.{self.table} with {', '.join(sorted(missing))}, but the Spark "
-                    f"Cassandra connector still does not see them after {CONNECTOR_SCHEMA_WAIT_SECONDS:.0f} s: "
-                    "check schema agreement (`nodetool describecluster`), then restart the job"
-                )
-            log.info("waiting for the Cassandra connector to see %s", ", ".join(sorted(missing)))
-            time.sleep(1)
 
     def write(self, rows: DataFrame) -> None:
         """Upsert: a replayed batch rewrites the same rows with the same values."""

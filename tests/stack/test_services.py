@@ -7,7 +7,6 @@ subject or table, so it can run beside other work on the same stack.
 from __future__ import annotations
 
 import json
-import time
 import uuid
 
 import pytest
@@ -88,28 +87,11 @@ def test_cassandra_keyspace_table_insert_select(settings):
         cluster.shutdown()
 
 
-def write_when_connector_sees(frame, keyspace: str, table: str, timeout: float = 20.0) -> None:
-    """Append through the connector, waiting for it to learn of a keyspace created a moment ago.
-
-    A Spark session earlier tests left open keeps the connector's driver
-    session, which hears of new keyspaces through debounced schema events.
-    """
-    from pyspark.errors import AnalysisException
-
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            frame.write.format("org.apache.spark.sql.cassandra").options(keyspace=keyspace, table=table).mode("append").save()
-            return
-        except AnalysisException as exc:
-            if "Couldn't find" not in str(exc) or time.monotonic() > deadline:
-                raise
-            time.sleep(1)
-
-
 @pytest.mark.spark
 def test_spark_session_reads_kafka_and_round_trips_cassandra(settings, unique_topic, spark):
     """The jars `make setup` fetched give Spark (built by spark.session) a Kafka source and the Cassandra connector."""
+    from spark.sink import wait_for_connector
+
     producer = Producer(settings.kafka_config())
     for i in range(5):
         producer.produce(unique_topic, key=str(i), value=f"value-{i}")
@@ -131,7 +113,9 @@ def test_spark_session_reads_kafka_and_round_trips_cassandra(settings, unique_to
         )
         assert sorted(row.value for row in frame.collect()) == [f"value-{i}" for i in range(5)]
 
-        write_when_connector_sees(frame, keyspace, "kv")
+        # The shared session's connector hears of a keyspace created a moment ago only through debounced events.
+        wait_for_connector(spark, keyspace, "kv", {"key", "value"}, timeout=20)
+        frame.write.format("org.apache.spark.sql.cassandra").options(keyspace=keyspace, table="kv").mode("append").save()
         back = spark.read.format("org.apache.spark.sql.cassandra").options(keyspace=keyspace, table="kv").load()
         assert {(row.key, row.value) for row in back.collect()} == {(str(i), f"value-{i}") for i in range(5)}
     finally:
