@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import time
 import uuid
@@ -32,6 +31,7 @@ from pipeline.status import (
     StreamProgress,
     TopicOffsets,
 )
+from tests.ports import closed_port
 
 BATCH_METADATA = {
     "batchWatermarkMs": 0,
@@ -333,15 +333,8 @@ def test_check_exits_1_only_when_a_core_service_is_down(monkeypatch, capsys, che
 # --- Real sockets ---------------------------------------------------------------------------------
 
 
-def unused_port() -> int:
-    """A loopback port nothing listens on (bound, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_services_that_are_down_are_shown_down_without_crashing(tmp_path):
-    port = unused_port()
+    port = closed_port()
     settings = settings_for(
         kafka_bootstrap_servers=f"127.0.0.1:{port}",
         schema_registry_url=f"http://127.0.0.1:{port}",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 
 import pytest
 from confluent_kafka import Producer
@@ -11,12 +10,7 @@ from confluent_kafka.admin import AdminClient
 from pipeline import dead_letter
 from producer.publish import DeliveryReport, PublishError, TopicError, _dead_letter_key, _raw_bytes, ensure_topics, finish, publish
 from producer.transform import Rejected
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from tests.ports import closed_port
 
 
 def test_undeliverable_messages_raise_after_flush():

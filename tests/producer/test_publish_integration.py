@@ -7,7 +7,6 @@ in-process one from stack_fixtures. Every test uses its own topics and subject.
 from __future__ import annotations
 
 import json
-import socket
 import struct
 from datetime import datetime, timezone
 
@@ -24,6 +23,7 @@ from producer.publish import SchemaNotRegisteredError
 from producer.registry import SCHEMAS_DIR, RegistryUnavailable, make_client
 from producer.source import DataSourceError
 from producer.transform import Rejected, User, avro_to_user, transform
+from tests.ports import closed_port
 from tests.producer.stack_fixtures import consume
 
 pytestmark = pytest.mark.integration
@@ -145,14 +145,8 @@ def test_subject_without_schema_is_a_clear_error(stack_settings):
         check_schema_registered(stack_settings)
 
 
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_registry_down_is_a_clear_error(stack_settings):
-    port = _closed_port()
+    port = closed_port()
     down = stack_settings.model_copy(update={"schema_registry_url": f"http://127.0.0.1:{port}"})
     with pytest.raises(RegistryUnavailable, match=rf"cannot reach the Schema Registry at http://127.0.0.1:{port}"):
         run(down, users=5, batch_size=5, seed="registry-down")
@@ -160,7 +154,7 @@ def test_registry_down_is_a_clear_error(stack_settings):
 
 def test_data_source_down_is_a_clear_error_and_nothing_is_published(stack_settings):
     registered(stack_settings)
-    down = stack_settings.model_copy(update={"datasource_url": f"http://127.0.0.1:{_closed_port()}/api/",
+    down = stack_settings.model_copy(update={"datasource_url": f"http://127.0.0.1:{closed_port()}/api/",
                                              "datasource_retries": 1})
     with pytest.raises(DataSourceError, match=r"cannot reach the data source .*make up"):
         run(down, users=5, batch_size=5, seed="source-down")

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import subprocess
 import sys
 
@@ -16,6 +15,7 @@ import pytest
 from pipeline.settings import REPO_ROOT, Settings
 from producer import register
 from producer.registry import SCHEMAS_DIR, make_client
+from tests.ports import closed_port
 
 pytestmark = pytest.mark.integration
 USER_AVSC = SCHEMAS_DIR / "user.avsc"
@@ -138,9 +138,7 @@ def test_record_strategy_uses_the_record_full_name(stack_settings, capsys, tmp_p
 
 
 def test_registry_down_says_which_url_and_what_to_do(stack_settings, capsys):
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = closed_port()
     down = stack_settings.model_copy(update={"schema_registry_url": f"http://127.0.0.1:{port}/apis/ccompat/v7"})
     code, out, err = run_main(capsys, down)
     assert code == 1 and out == ""

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import socket
 import time
 import uuid
 
 import pytest
 
 from producer.source import DataSourceError, fetch_batches, make_session, page_plan
+from tests.ports import closed_port
 
 
 def fast_session(retries: int = 3):
@@ -102,9 +102,7 @@ def test_read_timeout_is_retried_then_reported(datasource):
 
 
 def test_unreachable_source_says_what_to_do():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]  # nothing listens here once closed
+    port = closed_port()
     with pytest.raises(DataSourceError, match=rf"127.0.0.1:{port}.*Is it running\? Start the stack with `make up`"):
         list(fetch_batches(fast_session(retries=1), f"http://127.0.0.1:{port}/api/", 1, 1, "down"))
 

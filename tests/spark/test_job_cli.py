@@ -3,23 +3,16 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 
 import pytest
 
 from pipeline.settings import REPO_ROOT
+from tests.ports import closed_port
 from tests.spark.users import V1
 
 pytestmark = [pytest.mark.integration, pytest.mark.spark]
-
-
-def closed_port() -> int:
-    """A loopback port nothing listens on (bound, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.mark.parametrize(("service", "env", "message"), [

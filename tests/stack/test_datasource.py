@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ import pytest
 import requests
 
 from stack.datasource import ALL_NATS, generate
+from tests.ports import closed_port
 from tests.producer.stack_fixtures import datasource  # noqa: F401  (fixture)
 
 ISO_MILLIS = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
@@ -193,14 +193,8 @@ def test_unknown_path_is_404(datasource):
     assert response.status_code == 404 and "error" in response.json()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_cli_serves_and_reports_busy_port():
-    port = _free_port()
+    port = closed_port()
     cmd = [sys.executable, "-m", "stack.datasource", "--host", "127.0.0.1", "--port", str(port)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
