@@ -38,7 +38,7 @@ down:
 	@if [ -x $(PY) ]; then $(PY) -m stack down; else echo "down: no venv, nothing was started by make"; fi
 
 status: setup
-	$(PY) -m pipeline.status
+	$(PY) -m ops.status
 
 clean: down
 	$(PY) -m stack clean
@@ -47,13 +47,13 @@ register: setup
 	$(PY) -m producer.register
 
 cassandra-schema: setup
-	$(PY) -m pipeline.cassandra_schema
+	$(PY) -m core.cassandra_schema
 
 stream: setup
 	$(PY) -m stack up stream
 
 demo: setup
-	$(PY) -m pipeline.demo $(DEMO_ARGS)
+	$(PY) -m ops.demo $(DEMO_ARGS)
 
 test: setup
 	$(PY) -m stack test $(PYTEST_ARGS)

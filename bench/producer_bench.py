@@ -40,12 +40,12 @@ import fastavro
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 
-from pipeline.settings import REPO_ROOT, Settings, load_settings
+from core.settings import REPO_ROOT, Settings, load_settings
 from producer import publish as publish_stage
 from producer.register import register_all
 from producer.registry import SCHEMAS_DIR, make_client
 from producer.transform import User, transform, user_to_avro
-from stack.datasource import ALL_NATS, generate
+from standin.randomuser import ALL_NATS, generate
 
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
 

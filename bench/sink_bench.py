@@ -36,8 +36,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from pipeline import cassandra_schema
-from pipeline.settings import REPO_ROOT, Settings, load_settings
+from core import cassandra_schema
+from core.settings import REPO_ROOT, Settings, load_settings
 
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
 SCHEMA = json.loads((REPO_ROOT / "schemas" / "user.avsc").read_text(encoding="utf-8"))

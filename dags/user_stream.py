@@ -62,7 +62,7 @@ def user_stream():
     @task(retries=0)  # a missing schema does not appear by waiting: fail at once
     def check_schema_registered() -> dict:
         """The subject must already have a schema: producers never register one."""
-        from pipeline.settings import load_settings
+        from core.settings import load_settings
         from producer.pipeline import check_schema_registered as check
 
         return check(load_settings())
@@ -70,7 +70,7 @@ def user_stream():
     @task
     def fetch_and_publish(**context) -> dict:
         """Source -> transform -> publish, page by page; returns only counts."""
-        from pipeline.settings import load_settings
+        from core.settings import load_settings
         from producer.pipeline import run
 
         params = context["params"]

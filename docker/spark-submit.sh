@@ -19,7 +19,7 @@ mkdir -p "$(dirname "$SPARK_CHECKPOINT_DIR")"
 # The Avro field-size cap must be in the driver JVM before it starts (spark/session.py
 # sets the executors' own); the options come from the same function the job uses.
 avro_limits=$(cd /opt/userstream && python3 -c \
-    'from pipeline.settings import load_settings; from spark.session import avro_limit_java_options; print(avro_limit_java_options(load_settings()))')
+    'from core.settings import load_settings; from spark.session import avro_limit_java_options; print(avro_limit_java_options(load_settings()))')
 
 exec "$SPARK_HOME/bin/spark-submit" \
     --master "$SPARK_MASTER" \

@@ -47,7 +47,7 @@ RUN set -eu; cd /opt/userstream/jars; \
     ls /opt/userstream/jars
 
 COPY pyproject.toml /opt/userstream/
-COPY pipeline /opt/userstream/pipeline
+COPY core /opt/userstream/core
 COPY producer /opt/userstream/producer
 COPY spark /opt/userstream/spark
 COPY schemas /opt/userstream/schemas

@@ -25,9 +25,9 @@ from datetime import datetime, timezone
 from typing import Any
 
 
-from pipeline.settings import Settings, load_settings
-from pipeline.subjects import user_subject
-from pipeline.topics import ensure_pipeline_topics
+from core.settings import Settings, load_settings
+from core.subjects import user_subject
+from core.topics import ensure_pipeline_topics
 from producer import publish as publish_stage
 from producer import source as source_stage
 from producer.registry import RegistryUnavailable, make_client

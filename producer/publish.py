@@ -11,7 +11,7 @@
   duplicates from internal retries). Every delivery report is counted;
   `finish()` flushes and raises `PublishError` if any delivery failed.
 - A record the transform rejected is published to the dead-letter topic with
-  its raw JSON as the value and the headers of `pipeline.dead_letter`.
+  its raw JSON as the value and the headers of `core.dead_letter`.
 
 Use:
     serializer, registered = user_serializer(registry_client, "users-value", "latest")
@@ -36,9 +36,9 @@ from confluent_kafka.schema_registry.avro import AvroSerializer
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 from confluent_kafka.serialization import MessageField, SerializationContext, SerializationError, StringSerializer
 
-from pipeline import dead_letter
-from pipeline.topics import TopicError, ensure_topics  # noqa: F401  (re-exported: the stage's callers use it)
-from pipeline.settings import Settings
+from core import dead_letter
+from core.topics import TopicError, ensure_topics  # noqa: F401  (re-exported: the stage's callers use it)
+from core.settings import Settings
 from producer.registry import REGISTRY_TRANSPORT_ERRORS, RegistryUnavailable
 from producer.transform import Rejected, TransformResult, User, user_to_avro
 

@@ -19,7 +19,7 @@ Usage:
 
 Exit status: 0 on success (registered or already registered), 1 on any
 failure (registry unreachable, incompatible change, bad schema file), 2 on bad
-arguments. Settings come from the environment (see pipeline/settings.py):
+arguments. Settings come from the environment (see core/settings.py):
 SCHEMA_REGISTRY_URL, SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO, USERS_TOPIC, ...
 """
 
@@ -35,8 +35,8 @@ from pathlib import Path
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
-from pipeline.schema_registry import is_not_found
-from pipeline.settings import Settings, load_settings
+from core.schema_registry import is_not_found
+from core.settings import Settings, load_settings
 from producer.registry import (
     REGISTRY_TRANSPORT_ERRORS,
     SCHEMAS_DIR,

@@ -1,9 +1,9 @@
 """Schema Registry plumbing shared by the registration script and the publisher.
 
 - `load_schema_file()` reads and validates an `.avsc` file.
-- `subject_name()` (from pipeline.subjects) applies the subject naming strategy (topic | record | topic_record),
+- `subject_name()` (from core.subjects) applies the subject naming strategy (topic | record | topic_record),
   the same way confluent-kafka's serializers do, so register and publish agree.
-- `make_client()`, `RegistryUnavailable`, `REGISTRY_TRANSPORT_ERRORS` come from pipeline.schema_registry
+- `make_client()`, `RegistryUnavailable`, `REGISTRY_TRANSPORT_ERRORS` come from core.schema_registry
   (re-exported here), the one place every stage builds its registry client.
 - `compatibility_problems()` explains *which fields* make a schema change incompatible:
   Apicurio's ccompat API ignores `verbose=true` (it answers only `{"is_compatible": false}`)
@@ -20,8 +20,8 @@ from typing import Any
 
 import fastavro
 
-from pipeline.schema_registry import REGISTRY_TRANSPORT_ERRORS, RegistryUnavailable, make_client  # noqa: F401  (re-exported)
-from pipeline.subjects import SCHEMAS_DIR, record_fullname, subject_name  # noqa: F401  (re-exported)
+from core.schema_registry import REGISTRY_TRANSPORT_ERRORS, RegistryUnavailable, make_client  # noqa: F401  (re-exported)
+from core.subjects import SCHEMAS_DIR, record_fullname, subject_name  # noqa: F401  (re-exported)
 
 
 class SchemaFileError(ValueError):

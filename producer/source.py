@@ -100,7 +100,7 @@ def fetch_page(session: requests.Session, url: str, params: dict[str, Any], time
     except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
         raise DataSourceError(
             f"cannot reach the data source at {url} ({type(exc).__name__}) after retries. "
-            "Is it running? Start the stack with `make up` (or `python -m stack.datasource`), "
+            "Is it running? Start the stack with `make up` (or `python -m standin.randomuser`), "
             "or point DATASOURCE_URL at a reachable randomuser.me-compatible API."
         ) from exc
     try:

@@ -7,7 +7,7 @@ Java takes a JAAS line. This is the only place that translation lives.
 
 from __future__ import annotations
 
-from pipeline.settings import Settings
+from core.settings import Settings
 
 _LOGIN_MODULES = {
     "PLAIN": "org.apache.kafka.common.security.plain.PlainLoginModule",

@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
-from pipeline.schema_registry import REGISTRY_TRANSPORT_ERRORS, is_not_found, make_client
-from pipeline.settings import Settings
+from core.schema_registry import REGISTRY_TRANSPORT_ERRORS, is_not_found, make_client
+from core.settings import Settings
 
 log = logging.getLogger(__name__)
 

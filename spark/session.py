@@ -28,7 +28,7 @@ from pathlib import Path
 
 from py4j.protocol import Py4JJavaError
 
-from pipeline.settings import REPO_ROOT, Settings
+from core.settings import REPO_ROOT, Settings
 
 # Artifact name prefixes of the three connector jars the job cannot run without.
 REQUIRED_ARTIFACTS = ("spark-sql-kafka-0-10_2.12-", "spark-avro_2.12-", "spark-cassandra-connector_2.12-")

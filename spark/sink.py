@@ -17,9 +17,9 @@ from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from pipeline import dead_letter
-from pipeline.cassandra_schema import column_problems, columns_for_schema, connect, live_columns
-from pipeline.settings import Settings
+from core import dead_letter
+from core.cassandra_schema import column_problems, columns_for_schema, connect, live_columns
+from core.settings import Settings
 from spark.kafka_options import kafka_options
 from spark.registry import RegisteredSchema
 
@@ -98,14 +98,14 @@ class CassandraSink:
             live = live_columns(session, self.keyspace, self.table)
         where = f"{self.keyspace}.{self.table}"
         if live is None:
-            raise SchemaMismatchError(f"table {where} does not exist: run `make cassandra-schema` (python -m pipeline.cassandra_schema)")
+            raise SchemaMismatchError(f"table {where} does not exist: run `make cassandra-schema` (python -m core.cassandra_schema)")
         missing, mismatched = column_problems(self.needed_columns(reader), live)
         what = f"reader schema {reader.subject} version {reader.version} (id {reader.id})"
         if missing:
             adds = "; ".join(f"ALTER TABLE {where} ADD {name} {kind}" for name, kind in missing.items())
             raise SchemaMismatchError(
                 f"{where} has no column for {', '.join(missing)} of {what}. Add the columns first "
-                f"(`python -m pipeline.cassandra_schema --add-columns-for <new schema .avsc>`, or in cqlsh: {adds}), "
+                f"(`python -m core.cassandra_schema --add-columns-for <new schema .avsc>`, or in cqlsh: {adds}), "
                 "then restart the job; the batch was not committed and will be decoded again"
             )
         if mismatched:
@@ -137,7 +137,7 @@ class DeadLetterSink:
 
     @staticmethod
     def headers() -> F.Column:
-        """Original headers (if any), then stage, reason and source as pipeline/dead_letter.py defines them."""
+        """Original headers (if any), then stage, reason and source as core/dead_letter.py defines them."""
         def header(key: str, value: F.Column) -> F.Column:
             return F.struct(F.lit(key).alias("key"), value.cast("binary").alias("value"))
 

@@ -5,7 +5,7 @@ record's writer schema in the Schema Registry by the id in its header,
 decodes it into the reader schema with from_avro, and upserts the rows into
 Cassandra by id. A record that cannot be decoded goes to the dead-letter
 topic with its original bytes and the reason in its headers
-(pipeline/dead_letter.py); the query keeps running.
+(core/dead_letter.py); the query keeps running.
 
 Usage:
     python -m spark.stream_job [--master URL] [--trigger INTERVAL | --once | --available-now]
@@ -31,7 +31,7 @@ service is down or not ready at start, or the query fails (one line on stderr
 says which and what to do); 130 when interrupted.
 
 Everything else (Kafka, registry, Cassandra, topics, checkpoint) comes from
-the environment: see pipeline/settings.py. Before the first run the stack
+the environment: see core/settings.py. Before the first run the stack
 must be up with the schema registered and the table created:
 `make up`, `make register`, `make cassandra-schema`.
 
@@ -41,7 +41,7 @@ in a consumer group. After every batch the job also writes
 which `make status` reads; each batch is logged as one line.
 
 Schema evolution: ALTER TABLE first
-(`python -m pipeline.cassandra_schema --add-columns-for schemas/new.avsc`),
+(`python -m core.cassandra_schema --add-columns-for schemas/new.avsc`),
 then register the new version. The job notices the new schema id at the
 first record written with it, re-reads the subject's latest version as its
 reader, and checks the table can hold it; if not, it stops with the ALTER
@@ -71,13 +71,13 @@ from pyspark.sql import functions as F  # noqa: E402
 from pyspark.errors import StreamingQueryException  # noqa: E402
 from pyspark.sql.streaming import StreamingQuery  # noqa: E402
 
-from pipeline.cassandra_schema import CassandraUnavailable  # noqa: E402
-from pipeline.settings import Settings, load_settings  # noqa: E402
-from pipeline.topics import TopicError, ensure_pipeline_topics  # noqa: E402
+from core.cassandra_schema import CassandraUnavailable  # noqa: E402
+from core.settings import Settings, load_settings  # noqa: E402
+from core.topics import TopicError, ensure_pipeline_topics  # noqa: E402
 from spark.decode import avro_compatibility, dead_rows, decode, good_rows, with_header  # noqa: E402
 from spark.kafka_options import kafka_options  # noqa: E402
 from spark.progress import next_progress, progress_path, read_progress, write_progress  # noqa: E402
-from pipeline.subjects import user_subject  # noqa: E402
+from core.subjects import user_subject  # noqa: E402
 from spark.registry import RegistryClient, RegistryError, SchemaBook  # noqa: E402
 from spark.session import MissingJarsError, build_spark_session  # noqa: E402
 from spark.sink import CassandraSink, DeadLetterSink, SchemaMismatchError  # noqa: E402

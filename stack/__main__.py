@@ -21,7 +21,7 @@ import subprocess
 import sys
 import time
 
-from pipeline.settings import load_settings
+from core.settings import load_settings
 from stack import fetch, launcher
 from stack.layout import Layout
 from stack.services import CORE, SERVICES, StackError

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.settings import Settings
+from core.settings import Settings
 from stack.layout import Layout
 from stack.services import SERVICES, START_MARKER, NotReady, Service, StackError
 
@@ -86,7 +86,7 @@ def start(settings: Settings, layout: Layout, service: Service) -> bool:
         if port_in_use(port):
             raise StackError(
                 f"{service.name}: port {port} ({purpose}) is already taken by another process. "
-                f"Stop it (`ss -ltnp | grep :{port}` shows which), or move the service with its setting in pipeline/settings.py."
+                f"Stop it (`ss -ltnp | grep :{port}` shows which), or move the service with its setting in core/settings.py."
             )
     service.prepare(settings, layout)
     command = service.command(settings, layout)

@@ -6,7 +6,7 @@ the foreground, and a readiness probe that talks the service's real protocol:
 a Kafka metadata request, `GET /subjects`, a CQL query, an HTTP request. The
 launcher (stack/launcher.py) does the process handling for all of them alike.
 
-Ports and addresses come from pipeline.settings, so the same variables that
+Ports and addresses come from core.settings, so the same variables that
 point the pipeline at a service also move the embedded service.
 """
 
@@ -23,8 +23,8 @@ from typing import Callable
 from urllib.parse import urlparse
 
 
-from pipeline import status
-from pipeline.settings import REPO_ROOT, Settings
+from ops import status
+from core.settings import REPO_ROOT, Settings
 from stack.layout import Layout
 
 CONF_TEMPLATES = Path(__file__).resolve().parent / "conf"
@@ -247,7 +247,7 @@ def _datasource_port(s: Settings) -> dict[str, int]:
 
 
 def _datasource_command(s: Settings, layout: Layout) -> list[str]:
-    return [sys.executable, "-m", "stack.datasource", "--host", "127.0.0.1", "--port", str(_port_of(s.datasource_url))]
+    return [sys.executable, "-m", "standin.randomuser", "--host", "127.0.0.1", "--port", str(_port_of(s.datasource_url))]
 
 
 def _datasource_probe(s: Settings) -> str:

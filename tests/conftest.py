@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from pipeline.settings import Settings, load_settings
+from core.settings import Settings, load_settings
 
 
 @pytest.fixture

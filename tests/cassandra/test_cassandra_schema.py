@@ -1,4 +1,4 @@
-"""cassandra/schema.cql and pipeline.cassandra_schema: rendering, type mapping, idempotent apply."""
+"""cassandra/schema.cql and core.cassandra_schema: rendering, type mapping, idempotent apply."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import uuid
 
 import pytest
 
-from pipeline import cassandra_schema as cs
-from pipeline.settings import REPO_ROOT, load_settings
+from core import cassandra_schema as cs
+from core.settings import REPO_ROOT, load_settings
 
 AVSC = json.loads((REPO_ROOT / "schemas" / "user.avsc").read_text(encoding="utf-8"))
 PROVENANCE = {"schema_id": "int", "kafka_topic": "text", "kafka_partition": "int", "kafka_offset": "bigint", "kafka_timestamp": "timestamp"}
@@ -73,14 +73,14 @@ def test_unmapped_avro_types_are_refused_not_guessed():
 
 
 def test_dry_run_prints_runnable_cql_without_cassandra():
-    out = subprocess.run([sys.executable, "-m", "pipeline.cassandra_schema", "--dry-run"], cwd=REPO_ROOT,
+    out = subprocess.run([sys.executable, "-m", "core.cassandra_schema", "--dry-run"], cwd=REPO_ROOT,
                          env={"CASSANDRA_PORT": "1", "PATH": "/usr/bin:/bin"}, capture_output=True, text=True, check=True)
     assert out.stdout.startswith("CREATE KEYSPACE IF NOT EXISTS userstream")
     assert "CREATE TABLE IF NOT EXISTS userstream.users (" in out.stdout and "schema_id int" in out.stdout
 
 
 def test_unreachable_cassandra_names_host_and_port():
-    out = subprocess.run([sys.executable, "-m", "pipeline.cassandra_schema"], cwd=REPO_ROOT,
+    out = subprocess.run([sys.executable, "-m", "core.cassandra_schema"], cwd=REPO_ROOT,
                          env={"CASSANDRA_HOSTS": "127.0.0.1", "CASSANDRA_PORT": "1", "PATH": "/usr/bin:/bin"},
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 1

@@ -1,7 +1,7 @@
 """Small readers for docker-compose.yml, the settings model and Dockerfiles.
 
 The tests in this folder compare three sources of truth that drift apart
-silently in projects like this one: the variables `pipeline.settings.Settings`
+silently in projects like this one: the variables `core.settings.Settings`
 reads, the environment and ports the compose file gives each service, and the
 images the Dockerfiles build. These helpers turn each into plain data.
 """

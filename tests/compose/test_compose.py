@@ -1,7 +1,7 @@
 """Static checks of docker-compose.yml: schema, images, health, dependencies, env, ports.
 
 No Docker engine runs here, so nothing is started: every test reads the file
-and compares it with the code (pipeline.settings) or with the Compose
+and compares it with the code (core.settings) or with the Compose
 Specification. Each test names what would break in a user's `docker compose up`.
 """
 
@@ -14,7 +14,7 @@ import re
 import jsonschema
 import pytest
 
-from pipeline.settings import REPO_ROOT, Settings
+from core.settings import REPO_ROOT, Settings
 from tests.compose.compose_model import (
     compose_variables,
     fields_read_in,
@@ -30,7 +30,7 @@ from tests.compose.conftest import ENV_EXAMPLE, SCHEMA_FILE
 
 SCHEMA_SHA256 = "0dc04bd346dcfee1b1419628fff79937bbf076925f298f272a2b490e2b112bac"
 
-# Services that run the project's Python code and so read pipeline.settings.
+# Services that run the project's Python code and so read core.settings.
 # (The brief's list; test_every_project_image_service_is_listed keeps it complete.)
 CODE_SERVICES = {
     "airflow-init",
@@ -61,7 +61,7 @@ def is_one_shot(service: dict) -> bool:
 
 
 # Code that runs in the containers; stack/ is the embedded launcher, which compose replaces.
-CONTAINER_CODE = [REPO_ROOT / folder for folder in ("pipeline", "producer", "spark", "dags")]
+CONTAINER_CODE = [REPO_ROOT / folder for folder in ("core", "ops", "producer", "spark", "dags")]
 
 
 def required_settings_env() -> dict[str, object]:
@@ -233,7 +233,7 @@ _ENV_READ = re.compile(r"""os\.(?:environ\.get|getenv)\(\s*["']([A-Z0-9_]+)["']|
 
 
 def dag_env_names() -> set[str]:
-    """Variables the DAG files read straight from the environment (besides pipeline.settings)."""
+    """Variables the DAG files read straight from the environment (besides core.settings)."""
     names = set()
     for path in (REPO_ROOT / "dags").glob("*.py"):
         names |= {a or b for a, b in _ENV_READ.findall(path.read_text())}

@@ -18,13 +18,13 @@ import xml.etree.ElementTree as ET
 import pytest
 from packaging.requirements import Requirement
 
-from pipeline.settings import REPO_ROOT
+from core.settings import REPO_ROOT
 from tests.compose.compose_model import dockerfile_copy_sources, dockerfile_from_images, image_tag
 
 DOCKER = REPO_ROOT / "docker"
 DOCKERFILES = sorted(DOCKER.glob("*Dockerfile"))
 SPARK_REQUIREMENTS = DOCKER / "spark-requirements.txt"
-PROJECT_PACKAGES = {"pipeline", "producer", "spark", "stack"}
+PROJECT_PACKAGES = {"core", "ops", "producer", "spark", "stack", "standin"}
 
 
 def lock_pins() -> dict[str, str]:

@@ -1,10 +1,10 @@
 """End to end: the README's main command, then row-level equality with what the data source served.
 
-Runs `python -m pipeline.demo` as a user would (Airflow standalone, the REST
+Runs `python -m ops.demo` as a user would (Airflow standalone, the REST
 trigger path, the Spark streaming job), with a seed of its own, then fetches
 the same seed and pages from the data source, maps them with the producer's
 transform and compares every field of every user with the Cassandra row.
-While the demo runs, `pipeline.status` snapshots must show the users arriving
+While the demo runs, `ops.status` snapshots must show the users arriving
 on the topic and the job's lag or progress; after it, the job caught up; once
 the job is stopped, it must show it as down. Airflow and the job are stopped
 again if this test started them.
@@ -23,8 +23,8 @@ from datetime import datetime, timezone
 
 import pytest
 
-from pipeline.cassandra_schema import connect
-from pipeline.settings import REPO_ROOT, load_settings
+from core.cassandra_schema import connect
+from core.settings import REPO_ROOT, load_settings
 from producer.source import fetch_batches, make_session
 from producer.transform import USER_FIELDS, User, transform
 from stack import launcher
@@ -47,7 +47,7 @@ def demo():
     before = status_report()
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         process = subprocess.Popen(
-            [sys.executable, "-m", "pipeline.demo", "--users", str(USERS), "--batch-size", str(BATCH), "--seed", seed],
+            [sys.executable, "-m", "ops.demo", "--users", str(USERS), "--batch-size", str(BATCH), "--seed", seed],
             cwd=REPO_ROOT, stdout=out, stderr=err, text=True,
         )
         snapshots = []  # status reports finished while the demo was still running
@@ -120,7 +120,7 @@ def test_cassandra_holds_exactly_what_the_source_served(demo, settings):
 
 def status_report(timeout: float = 30) -> dict:
     """`make status --json`, with probe timeouts for a loaded CI machine rather than a terminal's 3 s."""
-    result = subprocess.run([sys.executable, "-m", "pipeline.status", "--json", "--timeout", str(timeout)],
+    result = subprocess.run([sys.executable, "-m", "ops.status", "--json", "--timeout", str(timeout)],
                             cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
     assert result.stdout, result.stderr[-2000:]
     return json.loads(result.stdout)
@@ -184,7 +184,7 @@ def test_status_shows_progress_while_running_and_the_job_down_once_stopped(demo,
 
 
 def run_demo(*args: str, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pipeline.demo", *args], cwd=REPO_ROOT, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "ops.demo", *args], cwd=REPO_ROOT, capture_output=True,
                           text=True, timeout=600, env={**os.environ, **env})
 
 

@@ -21,9 +21,9 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message,
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
-from pipeline.settings import Settings, load_settings
+from core.settings import Settings, load_settings
 from producer.registry import REGISTRY_TRANSPORT_ERRORS, make_client
-from stack.datasource import DataSource, make_server
+from standin.randomuser import DataSource, make_server
 
 
 @dataclass

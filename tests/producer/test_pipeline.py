@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.settings import Settings
+from core.settings import Settings
 from producer.pipeline import RunCheckError, check_counts, user_subject
 from producer.source import normalize_nat
 

@@ -7,7 +7,7 @@ import pytest
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 
-from pipeline import dead_letter
+from core import dead_letter
 from producer.publish import DeliveryReport, PublishError, TopicError, _dead_letter_key, _raw_bytes, ensure_topics, finish, publish
 from producer.transform import Rejected
 from tests.ports import closed_port

@@ -15,8 +15,8 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
-from pipeline import dead_letter
-from pipeline.settings import Settings
+from core import dead_letter
+from core.settings import Settings
 from producer import register
 from producer.pipeline import check_schema_registered, run
 from producer.publish import SchemaNotRegisteredError

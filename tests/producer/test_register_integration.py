@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from pipeline.settings import REPO_ROOT, Settings
+from core.settings import REPO_ROOT, Settings
 from producer import register
 from producer.registry import SCHEMAS_DIR, make_client
 from tests.ports import closed_port

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from pipeline.settings import Settings
+from core.settings import Settings
 from producer.registry import (
     SCHEMAS_DIR,
     SchemaFileError,

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings as hsettings, strategies as 
 
 from producer.registry import SCHEMAS_DIR
 from producer.transform import USER_FIELDS, Rejected, User, avro_to_user, transform, user_to_avro
-from stack.datasource import ALL_NATS, generate
+from standin.randomuser import ALL_NATS, generate
 
 SAMPLES = json.loads((Path(__file__).parent / "data" / "randomuser_v1_4.json").read_text(encoding="utf-8"))["results"]
 US, GB, CA, IR, UA = SAMPLES

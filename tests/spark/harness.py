@@ -24,8 +24,8 @@ from confluent_kafka.schema_registry.error import SchemaRegistryError
 from confluent_kafka.schema_registry.avro import AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
-from pipeline import cassandra_schema
-from pipeline.settings import Settings, load_settings
+from core import cassandra_schema
+from core.settings import Settings, load_settings
 
 PARTITIONS = 3
 # confluent-kafka's SchemaRegistryClient waits forever by default: a registry that accepts

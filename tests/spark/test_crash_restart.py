@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from pipeline.settings import REPO_ROOT
+from core.settings import REPO_ROOT
 from spark.progress import progress_path, read_progress
 from tests.spark.harness import assert_rows_match, wait_until
 from tests.spark.users import V1, make_user

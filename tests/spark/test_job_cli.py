@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from pipeline.settings import REPO_ROOT
+from core.settings import REPO_ROOT
 from tests.ports import closed_port
 from tests.spark.users import V1
 

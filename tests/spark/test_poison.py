@@ -9,7 +9,7 @@ import random
 import pytest
 from confluent_kafka.schema_registry import Schema
 
-from pipeline.dead_letter import DECODE, read_headers
+from core.dead_letter import DECODE, read_headers
 from spark.progress import progress_path, read_progress
 from spark.stream_job import JobOptions, UserStreamJob
 from tests.spark.harness import assert_rows_match, wait_until

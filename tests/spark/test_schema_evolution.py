@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.cassandra_schema import add_columns_for, connect
+from core.cassandra_schema import add_columns_for, connect
 from spark.progress import progress_path, read_progress
 from spark.sink import SchemaMismatchError
 from spark.stream_job import JobOptions, UserStreamJob

@@ -8,7 +8,7 @@ import subprocess
 import pytest
 
 import spark.stream_job
-from pipeline.settings import REPO_ROOT
+from core.settings import REPO_ROOT
 from tests.spark.harness import assert_rows_match
 from tests.spark.users import V1, make_user
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pyspark
 import pytest
 
-from pipeline.settings import REPO_ROOT
+from core.settings import REPO_ROOT
 from tests.spark.harness import assert_rows_match, wait_until
 from tests.spark.users import V1, make_user
 

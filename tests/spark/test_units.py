@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from pipeline.settings import load_settings
+from core.settings import load_settings
 from spark.kafka_options import kafka_options
 from spark.progress import merge_offsets, next_progress, progress_path, read_progress, write_progress
-from pipeline.subjects import subject_name
+from core.subjects import subject_name
 from spark.registry import RegisteredSchema, RegistryError, SchemaBook
 from spark.session import MissingJarsError, fetched_jars, package_coordinates, session_conf
 from tests.spark.users import V1, v2_schema
@@ -101,7 +101,7 @@ def test_subject_names_follow_confluents_strategies():
 
 
 def test_unreachable_registry_says_where_it_looked():
-    from pipeline.schema_registry import make_client
+    from core.schema_registry import make_client
     from spark.registry import RegistryClient
 
     settings = load_settings().model_copy(update={"schema_registry_url": "http://127.0.0.1:1/x"})

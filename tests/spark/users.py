@@ -16,7 +16,7 @@ from pathlib import Path
 
 import fastavro
 
-from pipeline.settings import REPO_ROOT
+from core.settings import REPO_ROOT
 
 SCHEMA_PATH: Path = REPO_ROOT / "schemas" / "user.avsc"
 V1: dict = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))

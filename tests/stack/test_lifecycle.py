@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 
-from pipeline.settings import REPO_ROOT, Settings, load_settings
+from core.settings import REPO_ROOT, Settings, load_settings
 from stack import launcher
 from stack.layout import Layout
 from stack.services import CORE, StackError

@@ -8,7 +8,7 @@ until every user the DAG published is in Cassandra, and prints a summary.
 The stack stays up for exploring; `make down` stops it.
 
 Usage:
-    python -m pipeline.demo [--users 1000] [--batch-size 500] [--nationalities gb,ir] [--seed userstream]
+    python -m ops.demo [--users 1000] [--batch-size 500] [--nationalities gb,ir] [--seed userstream]
     make demo
 """
 
@@ -20,8 +20,8 @@ import sys
 import time
 from datetime import datetime, timedelta, timezone
 
-from pipeline.airflow_api import FINISHED, AirflowApiError, AirflowClient
-from pipeline.settings import Settings, load_settings
+from ops.airflow_api import FINISHED, AirflowApiError, AirflowClient
+from core.settings import Settings, load_settings
 from stack import launcher
 from stack.layout import Layout
 from stack.services import CORE, StackError, airflow_home
@@ -94,7 +94,7 @@ def rows_since(settings: Settings, session, since: datetime) -> int:
 
 def wait_for_rows(settings: Settings, layout: Layout, expected: int, since: datetime, timeout: float) -> int:
     """Poll Cassandra until the streaming job has written every published user, showing progress."""
-    from pipeline.cassandra_schema import connect
+    from core.cassandra_schema import connect
 
     deadline = time.monotonic() + timeout
     last = -1
@@ -114,7 +114,7 @@ def wait_for_rows(settings: Settings, layout: Layout, expected: int, since: date
 
 
 def total_rows(settings: Settings) -> int:
-    from pipeline.cassandra_schema import connect
+    from core.cassandra_schema import connect
 
     with connect(settings) as session:
         return session.execute(f"SELECT count(*) FROM {settings.cassandra_keyspace}.{settings.cassandra_table}", timeout=30).one()[0]
@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     launcher.up(settings, layout, [*CORE, "airflow"])
 
     step("Applying the Cassandra schema")
-    run_command("cassandra", [sys.executable, "-m", "pipeline.cassandra_schema"])
+    run_command("cassandra", [sys.executable, "-m", "core.cassandra_schema"])
 
     step("Registering the Avro schemas")
     run_command("registry", [sys.executable, "-m", "producer.register"])
@@ -180,7 +180,7 @@ Where to look next:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m pipeline.demo", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m ops.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=1000, help="users to fetch and publish (default 1000)")
     parser.add_argument("--batch-size", type=int, default=500, help="users per API request (default 500, max 5000)")
     parser.add_argument("--nationalities", default="", help='comma list such as "gb,ir,ua"; empty means all')

@@ -9,12 +9,15 @@ enough to inspect, fix and replay it, and `make status` counts it by stage.
 
 from __future__ import annotations
 
-STAGE = "dead_letter.stage"  # "transform" (producer) or "decode" (Spark)
+STAGE = "dead_letter.stage"  # "transform" (producer), "decode" or "write" (Spark)
 REASON = "dead_letter.reason"  # human-readable, names the field or check that failed
 SOURCE = "dead_letter.source"  # data source URL+params, or "topic/partition/offset"
+SCHEMA_ID = "dead_letter.schema_id"  # the writer schema id of the record's header, when it had a valid one
 
-TRANSFORM = "transform"
-DECODE = "decode"
+TRANSFORM = "transform"  # the producer could not turn the API's JSON into a User
+DECODE = "decode"  # Spark could not decode or validate the Kafka record
+WRITE = "write"  # Cassandra refused the decoded row (found by splitting the failing write)
+STAGES = (TRANSFORM, DECODE, WRITE)
 
 
 def headers(stage: str, reason: str, source: str) -> list[tuple[str, bytes]]:

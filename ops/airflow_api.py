@@ -14,7 +14,7 @@ from urllib.parse import quote
 
 import requests
 
-from pipeline.settings import Settings
+from core.settings import Settings
 
 FINISHED = ("success", "failed")
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from pipeline.settings import Settings
+from core.settings import Settings
 
 
 class TopicError(RuntimeError):

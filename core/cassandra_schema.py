@@ -1,9 +1,9 @@
 """Create (or evolve) the Cassandra keyspace and table the Spark job writes to.
 
 Usage:
-    python -m pipeline.cassandra_schema              # apply cassandra/schema.cql (make cassandra-schema)
-    python -m pipeline.cassandra_schema --dry-run    # print the CQL for the current settings, change nothing
-    python -m pipeline.cassandra_schema --add-columns-for schemas/user_v2.avsc [--dry-run]
+    python -m core.cassandra_schema              # apply cassandra/schema.cql (make cassandra-schema)
+    python -m core.cassandra_schema --dry-run    # print the CQL for the current settings, change nothing
+    python -m core.cassandra_schema --add-columns-for schemas/user_v2.avsc [--dry-run]
                                                      # ALTER TABLE ADD the columns a new schema version needs
 
 Keyspace, table and replication come from the settings (CASSANDRA_KEYSPACE,
@@ -30,7 +30,7 @@ from pathlib import Path
 from string import Template
 from typing import Any
 
-from pipeline.settings import REPO_ROOT, Settings, load_settings
+from core.settings import REPO_ROOT, Settings, load_settings
 
 SCHEMA_FILE = REPO_ROOT / "cassandra" / "schema.cql"
 
@@ -142,7 +142,7 @@ def cql_type(avro_type: Any) -> str:
         return cql_type(avro_type["type"])
     if avro_type in _AVRO_TO_CQL:
         return _AVRO_TO_CQL[avro_type]
-    raise ValueError(f"Avro type {avro_type!r} has no CQL mapping in pipeline.cassandra_schema")
+    raise ValueError(f"Avro type {avro_type!r} has no CQL mapping in core.cassandra_schema")
 
 
 def columns_for_schema(avro_schema: dict[str, Any]) -> dict[str, str]:
@@ -294,7 +294,7 @@ def main(args: argparse.Namespace) -> int:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m pipeline.cassandra_schema", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m core.cassandra_schema", description=__doc__.splitlines()[0])
     parser.add_argument("--dry-run", action="store_true", help="print the CQL, change nothing")
     parser.add_argument("--add-columns-for", metavar="AVSC", help="add the columns this Avro schema needs to the live table")
     return parser.parse_args(argv)

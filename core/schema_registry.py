@@ -17,7 +17,7 @@ from typing import Any
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
-from pipeline.settings import Settings
+from core.settings import Settings
 
 
 def _transport_errors() -> tuple[type[BaseException], ...]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pipeline.settings import REPO_ROOT, Settings
+from core.settings import REPO_ROOT, Settings
 
 SCHEMAS_DIR = REPO_ROOT / "schemas"
 USER_SCHEMA_FILE = SCHEMAS_DIR / "user.avsc"

@@ -1,4 +1,4 @@
-"""Tests of pipeline.status: checkpoint parsing and lag (pure), rendering, down services, real services.
+"""Tests of ops.status: checkpoint parsing and lag (pure), rendering, down services, real services.
 
 The checkpoint tests write Spark's on-disk format byte for byte: HDFSMetadataLog
 files `offsets/<batchId>` ("v1", the batch metadata JSON, one line per source,
@@ -19,9 +19,10 @@ from pathlib import Path
 import pytest
 import requests
 
-from pipeline import dead_letter, status
-from pipeline.settings import Settings
-from pipeline.status import (
+from core import dead_letter
+from ops import status
+from core.settings import Settings
+from ops.status import (
     DagRunsView,
     DeadLetterCounts,
     RowCount,

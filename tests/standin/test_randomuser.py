@@ -1,6 +1,6 @@
 """The local randomuser.me stand-in: response shape, v1.4 quirks, determinism, limits, failure injection.
 
-Real HTTP on loopback against the server the stack runs (`python -m stack.datasource`).
+Real HTTP on loopback against the server the stack runs (`python -m standin.randomuser`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import uuid
 import pytest
 import requests
 
-from stack.datasource import ALL_NATS, generate
+from standin.randomuser import ALL_NATS, generate
 from tests.ports import closed_port
 from tests.producer.stack_fixtures import datasource  # noqa: F401  (fixture)
 
@@ -195,7 +195,7 @@ def test_unknown_path_is_404(datasource):
 
 def test_cli_serves_and_reports_busy_port():
     port = closed_port()
-    cmd = [sys.executable, "-m", "stack.datasource", "--host", "127.0.0.1", "--port", str(port)]
+    cmd = [sys.executable, "-m", "standin.randomuser", "--host", "127.0.0.1", "--port", str(port)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert f"http://127.0.0.1:{port}/api/" in proc.stdout.readline()

@@ -7,7 +7,7 @@ the defaults below, which point at the embedded stack on loopback. Secrets are
 `SecretStr`, so printing the settings never shows them.
 
 Use:
-    from pipeline.settings import load_settings
+    from core.settings import load_settings
     settings = load_settings()
     Producer(settings.kafka_config())
 """
@@ -39,6 +39,16 @@ class Settings(BaseSettings):
     users_topic_partitions: int = Field(default=3, ge=1)
     users_topic_replication: int = Field(default=1, ge=1)
     dead_letter_topic: str = "users.dead_letter"
+    # TLS towards the brokers (SSL or SASL_SSL): the CA that signed them, and a client
+    # certificate and key for mutual TLS.
+    kafka_ssl_ca_location: str | None = None
+    kafka_ssl_certificate_location: str | None = None
+    kafka_ssl_key_location: str | None = None
+    kafka_ssl_key_password: SecretStr | None = None
+    # The largest record value the producer sends; a bigger one is dead-lettered
+    # (stage transform) instead of failing the run. Keep it at or below the broker's
+    # and the topic's message.max.bytes (1 MiB by default).
+    producer_max_message_bytes: int = Field(default=1_000_000, ge=1024)
 
     # --- Schema Registry (any Confluent-compatible API) --------------------
     schema_registry_url: str = "http://localhost:8081/apis/ccompat/v7"
@@ -49,6 +59,8 @@ class Settings(BaseSettings):
     schema_compatibility: str = "BACKWARD"
     # Which registered version producers write and Spark reads into: "latest" or a number.
     user_schema_version: str = "latest"
+    # CA bundle for an https registry (empty: the system's CAs).
+    schema_registry_ca_location: str | None = None
 
     # --- Data source (randomuser.me API v1.4 or the local stand-in) --------
     datasource_url: str = "http://localhost:8765/api/"
@@ -56,6 +68,23 @@ class Settings(BaseSettings):
     datasource_retries: int = Field(default=5, ge=0)
     # urllib3 Retry backoff: sleeps 0, 2f, 4f, ... seconds between retries (Retry-After wins when sent).
     datasource_backoff_factor: float = Field(default=0.5, ge=0)
+    # A server's Retry-After is honoured up to this many seconds, and one run's whole
+    # fetch must finish within the deadline, however the server answers.
+    datasource_max_retry_after_seconds: float = Field(default=60.0, ge=0)
+    datasource_deadline_seconds: float = Field(default=900.0, gt=0)
+
+    # --- Transform bounds and field protection ------------------------------
+    # Longest text one field may carry, and the range of dates accepted; beyond them a
+    # record is dead-lettered (stage transform) instead of written.
+    transform_max_string_length: int = Field(default=1024, ge=16)
+    transform_min_date: str = "0001-01-01"
+    transform_max_date: str = "2200-01-01"
+    # Fields to protect before they leave the producer, e.g. "email,phone,cell,national_id_value";
+    # "tokenize" (keyed HMAC, still joinable) or "encrypt" (AEAD, reversible with the key).
+    protected_fields: str = ""
+    field_protection_mode: Literal["tokenize", "encrypt"] = "tokenize"
+    field_protection_key: SecretStr | None = None
+    field_protection_key_file: str | None = None
 
     # --- Cassandra ---------------------------------------------------------
     cassandra_hosts: str = "127.0.0.1"
@@ -66,6 +95,10 @@ class Settings(BaseSettings):
     cassandra_table: str = "users"
     # "SimpleStrategy:1" or "NetworkTopologyStrategy:dc1=3,dc2=2".
     cassandra_replication: str = "SimpleStrategy:1"
+    # Client-to-node TLS: on/off, the CA that signed the nodes, and whether to check the host name.
+    cassandra_ssl: bool = False
+    cassandra_ssl_ca_location: str | None = None
+    cassandra_ssl_verify_hostname: bool = True
 
     # --- Spark -------------------------------------------------------------
     spark_master: str = "local[2]"
@@ -80,6 +113,15 @@ class Settings(BaseSettings):
     # Without a cap, a corrupt length prefix makes the JVM allocate up to 2 GB and die
     # of OutOfMemoryError, which no parse mode catches; with it, the record is dead-lettered.
     spark_avro_max_field_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    # The consumer group the job commits each batch's end offsets to (after the batch is
+    # written), so Control Center, kafka-consumer-groups and AdminClient show its lag.
+    # The checkpoint stays the source of truth for where the job resumes.
+    spark_consumer_group: str = "userstream-spark"
+    # Transient faults (Cassandra, registry or Kafka unreachable) are retried with backoff
+    # for up to this long before the job exits non-zero naming the service.
+    stream_fault_retry_seconds: float = Field(default=300.0, gt=0)
+    # A registry "not found" for a schema id is final only after it has lasted this long.
+    registry_not_found_grace_seconds: float = Field(default=60.0, ge=0)
 
     # --- Embedded stack ----------------------------------------------------
     stack_home: Path = REPO_ROOT / ".stack"

@@ -1,10 +1,10 @@
 """The pipeline at a glance, without Docker: services, topics, stream lag, dead letters, schemas, rows, DAG runs.
 
 Usage:
-    python -m pipeline.status                 # one report (`make status`)
-    python -m pipeline.status --json          # the same data as JSON
-    python -m pipeline.status --watch 5       # refresh every 5 seconds until Ctrl-C
-    python -m pipeline.status --check         # exit 1 when a core service is down
+    python -m ops.status                 # one report (`make status`)
+    python -m ops.status --json          # the same data as JSON
+    python -m ops.status --watch 5       # refresh every 5 seconds until Ctrl-C
+    python -m ops.status --check         # exit 1 when a core service is down
 
 Every section asks a public protocol (Kafka, the Confluent Schema Registry REST
 API, CQL, HTTP), so the view works on the embedded stack and on
@@ -47,10 +47,10 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
-from pipeline import dead_letter
-from pipeline.airflow_api import AirflowApiError, AirflowClient, admin_password
-from pipeline.schema_registry import REGISTRY_TRANSPORT_ERRORS, is_not_found, make_client
-from pipeline.settings import Settings, load_settings
+from core import dead_letter
+from ops.airflow_api import AirflowApiError, AirflowClient, admin_password
+from core.schema_registry import REGISTRY_TRANSPORT_ERRORS, is_not_found, make_client
+from core.settings import Settings, load_settings
 
 DAG_ID = "user_stream"
 CORE_SERVICES = ("kafka", "schema-registry", "cassandra", "datasource")  # what `make up` starts
@@ -578,7 +578,7 @@ def _subject_info(client: Any, subject: str, global_level: str | None) -> Subjec
 
 def _cassandra_session(settings: Settings, timeout: float):
     """A short-lived session with the timeouts of a status probe; the caller shuts the cluster down."""
-    from pipeline.cassandra_schema import cassandra_cluster
+    from core.cassandra_schema import cassandra_cluster
 
     cluster = cassandra_cluster(settings, timeout)
     return cluster, cluster.connect()
@@ -683,7 +683,7 @@ def _airflow_version(settings: Settings, timeout: float) -> str | None:
 
 
 def airflow_password(settings: Settings) -> str | None:
-    """The admin password the demo uses too (pipeline.airflow_api), or None when there is none to be had."""
+    """The admin password the demo uses too (ops.airflow_api), or None when there is none to be had."""
     try:
         return admin_password(settings)
     except AirflowApiError:
@@ -691,7 +691,7 @@ def airflow_password(settings: Settings) -> str | None:
 
 
 def dag_runs(settings: Settings, timeout: float, dag_id: str = DAG_ID, limit: int = 5) -> DagRunsView:
-    """The newest runs of the DAG through Airflow's REST API v2 (pipeline.airflow_api logs in)."""
+    """The newest runs of the DAG through Airflow's REST API v2 (ops.airflow_api logs in)."""
     view = DagRunsView(dag_id)
     password = airflow_password(settings)
     if password is None:
@@ -970,7 +970,7 @@ def main(args: argparse.Namespace, settings: Settings | None = None) -> int:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m pipeline.status", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m ops.status", description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--watch", type=float, metavar="N", help="refresh every N seconds until Ctrl-C")
     parser.add_argument("--check", action="store_true",

@@ -4,7 +4,7 @@ The pipeline must run with no internet, so the embedded stack serves users
 from here; the producer talks to it exactly as it would to randomuser.me.
 
 Usage:
-    python -m stack.datasource --host 127.0.0.1 --port 8765 [--malformed-rate 0.0]
+    python -m standin.randomuser --host 127.0.0.1 --port 8765 [--malformed-rate 0.0]
     curl 'http://127.0.0.1:8765/api/?results=2&seed=abc&nat=gb,ir'
 
 Endpoints: GET /api/ and /api/1.4/ (same thing), GET /health.
@@ -548,7 +548,7 @@ def make_server(host: str = "127.0.0.1", port: int = 8765, malformed_rate: float
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m stack.datasource", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m standin.randomuser", description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--malformed-rate", type=float,

@@ -1,0 +1,1 @@
+"""Operator tools over the running pipeline: the demo (the main command), the status view, the Airflow client."""
