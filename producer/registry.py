@@ -7,8 +7,8 @@
   (re-exported here), the one place every stage builds its registry client.
 - `compatibility_problems()` explains *which fields* make a schema change incompatible:
   Apicurio's ccompat API ignores `verbose=true` (it answers only `{"is_compatible": false}`)
-  and confluent-kafka's `test_compatibility()` returns only the bool, so we diff the two
-  schemas ourselves with Avro's schema-resolution rules.
+  and confluent-kafka's `test_compatibility()` returns only the bool, so the `avro`
+  package's reader/writer compatibility checker decides, field by field.
 """
 
 from __future__ import annotations
@@ -18,7 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import avro.schema
 import fastavro
+from avro.compatibility import (
+    ReaderWriterCompatibilityChecker,
+    SchemaCompatibilityType,
+    SchemaIncompatibilityType,
+    lookup_writer_field,
+)
 
 from core.schema_registry import REGISTRY_TRANSPORT_ERRORS, RegistryUnavailable, make_client  # noqa: F401  (re-exported)
 from core.subjects import SCHEMAS_DIR, record_fullname, subject_name  # noqa: F401  (re-exported)
@@ -44,137 +51,95 @@ def load_schema_file(path: Path) -> SchemaFile:
     except (OSError, ValueError) as exc:
         raise SchemaFileError(f"{path}: cannot read as JSON: {exc}") from exc
     try:
+        # fastavro is what serializes; avro is what checks compatibility: both must accept it.
         fastavro.parse_schema(parsed, _write_hint=False, _force=True)
-    except Exception as exc:  # fastavro raises several unrelated types for bad schemas
+        _parse(parsed)
+    except Exception as exc:  # both libraries raise several unrelated types for bad schemas
         raise SchemaFileError(f"{path}: not a valid Avro schema: {exc}") from exc
     return SchemaFile(path=path, text=text, parsed=parsed, fullname=record_fullname(parsed))
 
 
 # --- Compatibility explained field by field ---------------------------------
+# The verdict for every reader/writer pair comes from the `avro` package's
+# ReaderWriterCompatibilityChecker (the Python port of the Java checker the
+# registry runs). It answers per pair with unordered sets of messages and
+# locations, so when several fields break, which message belongs to which field
+# is lost; `_explain` therefore only walks records field by field (matching
+# fields with avro's own `lookup_writer_field`) to name each broken field.
 
-_PROMOTIONS = {
-    "int": {"int", "long", "float", "double"},
-    "long": {"long", "float", "double"},
-    "float": {"float", "double"},
-    "string": {"string", "bytes"},
-    "bytes": {"bytes", "string"},
-}
 # A problem is (field path, kind, writer type, reader type); worded by direction in compatibility_problems.
 MISSING, TYPE = "missing", "type"
-_PRIMITIVES = {"null", "boolean", "int", "long", "float", "double", "bytes", "string"}
+_NAMED = ("record", "error", "enum", "fixed")
 
 
-def _resolve(schema: Any, named: dict[str, Any], namespace: str | None) -> Any:
-    """Normalise a schema node: a referenced name becomes its definition; named types get registered."""
-    if isinstance(schema, str):
-        if schema in _PRIMITIVES:
-            return {"type": schema}
-        full = schema if "." in schema or not namespace else f"{namespace}.{schema}"
-        return named.get(full, named.get(schema, {"type": schema}))
-    if isinstance(schema, list):
-        return schema
-    if isinstance(schema, dict):
-        kind = schema.get("type")
-        if isinstance(kind, (dict, list)) or (isinstance(kind, str) and kind not in _PRIMITIVES and kind not in (
-                "record", "error", "enum", "fixed", "array", "map")):
-            return _resolve(kind, named, namespace)
-        if kind in ("record", "error", "enum", "fixed"):
-            named[record_fullname({**schema, "namespace": schema.get("namespace", namespace)})] = schema
-        return schema
-    return {"type": repr(schema)}
+def _qualified_aliases(node: Any, namespace: str | None = None) -> Any:
+    """The schema JSON with every named type's aliases fully qualified.
+
+    The Avro spec resolves an alias against its type's namespace (the Java checker
+    does); avro 1.12's Python checker compares aliases with the writer's full name
+    as written, so `"aliases": ["User"]` would not match `io.userstream.User`.
+    """
+    if isinstance(node, list):
+        return [_qualified_aliases(branch, namespace) for branch in node]
+    if not isinstance(node, dict):
+        return node
+    node = dict(node)
+    if node.get("type") in _NAMED:
+        name = str(node.get("name", ""))
+        namespace = name.rpartition(".")[0] if "." in name else node.get("namespace", namespace)
+        if "aliases" in node and namespace:
+            node["aliases"] = [a if "." in a else f"{namespace}.{a}" for a in node["aliases"]]
+        node["fields"] = [{**f, "type": _qualified_aliases(f.get("type"), namespace)} for f in node.get("fields", [])]
+        return node
+    for key in ("type", "items", "values"):
+        if key in node:
+            node[key] = _qualified_aliases(node[key], namespace)
+    return node
 
 
-def _label(schema: Any) -> str:
-    if isinstance(schema, list):
-        return "union[" + ", ".join(_label(s) for s in schema) + "]"
-    if isinstance(schema, dict):
-        kind = schema.get("type")
-        if kind in ("record", "error", "enum", "fixed"):
-            return f"{kind} {schema.get('name')}"
-        if kind == "array":
-            return f"array<{_label(schema.get('items'))}>"
-        if kind == "map":
-            return f"map<{_label(schema.get('values'))}>"
-        return str(kind)
-    return str(schema)
+def _parse(schema: Any) -> avro.schema.Schema:
+    """A JSON schema value (dict, list or name) as the `avro` package's Schema."""
+    return avro.schema.parse(json.dumps(_qualified_aliases(schema)))
 
 
-def _same_name(reader: dict, writer: dict) -> bool:
-    """Avro resolves named types by unqualified name, or by one of the reader's aliases."""
-    def short(name: Any) -> str:
-        return str(name).rsplit(".", 1)[-1]
+def _label(schema: avro.schema.Schema) -> str:
+    """How a type is named in a message: int, union[null, string], record User, array<long>."""
+    if isinstance(schema, avro.schema.UnionSchema):
+        return "union[" + ", ".join(_label(s) for s in schema.schemas) + "]"
+    if isinstance(schema, avro.schema.NamedSchema):
+        return f"{schema.type} {schema.name}"
+    if isinstance(schema, avro.schema.ArraySchema):
+        return f"array<{_label(schema.items)}>"
+    if isinstance(schema, avro.schema.MapSchema):
+        return f"map<{_label(schema.values)}>"
+    return str(schema.type)
 
-    return short(writer.get("name")) in {short(reader.get("name")), *map(short, reader.get("aliases", []))}
 
-
-def _readable(reader: Any, writer: Any, path: str, rn: dict, wn: dict, rns: str | None, wns: str | None,
-              seen: set) -> list[tuple[str, str, str, str]]:
-    """Problems a reader with schema `reader` has decoding data written with `writer` (Avro resolution rules)."""
-    reader = _resolve(reader, rn, rns)
-    writer = _resolve(writer, wn, wns)
-    if isinstance(writer, list):  # every branch the writer may have used must be readable
-        problems = []
-        for branch in writer:
-            problems += _readable(reader, branch, path, rn, wn, rns, wns, seen)
-        # Name the whole union, not the one branch that failed, when the problem is at this level.
-        return [(p, k, _label(writer), _label(reader)) if p == path and k == TYPE else (p, k, w, r)
-                for p, k, w, r in dict.fromkeys(problems)]
-    if isinstance(reader, list):  # the writer's type must match some branch
-        for branch in reader:
-            if not _readable(branch, writer, path, rn, wn, rns, wns, seen):
-                return []
-        return [(path, TYPE, _label(writer), _label(reader))]
-    rkind, wkind = reader.get("type"), writer.get("type")
-    if rkind in _PRIMITIVES or wkind in _PRIMITIVES:
-        if rkind == wkind or rkind in _PROMOTIONS.get(wkind, ()):
-            return []
-        return [(path, TYPE, _label(writer), _label(reader))]
-    if rkind != wkind:
-        return [(path, TYPE, _label(writer), _label(reader))]
-    if rkind in ("record", "error", "enum", "fixed") and not _same_name(reader, writer):
-        return [(path, TYPE, _label(writer), _label(reader))]
-    if rkind in ("record", "error"):
-        key = (id(reader), id(writer))
-        if key in seen:  # recursive types
-            return []
-        seen = seen | {key}
-        rns2 = reader.get("namespace", rns)
-        wns2 = writer.get("namespace", wns)
-        writer_fields = {f["name"]: f for f in writer.get("fields", [])}
-        for f in writer.get("fields", []):
-            for alias in f.get("aliases", []):
-                writer_fields.setdefault(alias, f)
-        problems = []
-        prefix = f"{path}." if path else ""
-        for field in reader.get("fields", []):
-            match = writer_fields.get(field["name"]) or next(
-                (writer_fields[a] for a in field.get("aliases", []) if a in writer_fields), None)
-            if match is None:
-                if "default" not in field:
-                    problems.append((prefix + field["name"], MISSING, "", ""))
-                continue
-            problems += _readable(field["type"], match["type"], prefix + field["name"], rn, wn, rns2, wns2, seen)
-        return problems
-    if rkind == "enum":
-        missing = sorted(set(writer.get("symbols", [])) - set(reader.get("symbols", [])))
-        if missing and "default" not in reader:
-            return [(path, TYPE, f"enum with {', '.join(missing)}", "enum without them (and no default)")]
+def _explain(reader: avro.schema.Schema, writer: avro.schema.Schema, path: str) -> list[tuple[str, str, str, str]]:
+    """Why `reader` cannot read what `writer` wrote, one entry per broken field (avro decides, we name)."""
+    verdict = ReaderWriterCompatibilityChecker().get_compatibility(reader, writer)
+    if verdict.compatibility is not SchemaCompatibilityType.incompatible:
         return []
-    if rkind == "fixed":
-        if reader.get("size") != writer.get("size"):
-            return [(path, TYPE, f"fixed({writer.get('size')})", f"fixed({reader.get('size')})")]
-        return []
-    if rkind == "array":
-        return _readable(reader.get("items"), writer.get("items"), f"{path}[]", rn, wn, rns, wns, seen)
-    if rkind == "map":
-        return _readable(reader.get("values"), writer.get("values"), f"{path}{{}}", rn, wn, rns, wns, seen)
-    return []
+    same_record = (isinstance(reader, avro.schema.RecordSchema) and isinstance(writer, avro.schema.RecordSchema)
+                   and SchemaIncompatibilityType.name_mismatch not in verdict.incompatibilities)
+    if not same_record:
+        return [(path, TYPE, _label(writer), _label(reader))]
+    problems = []
+    prefix = f"{path}." if path else ""
+    for reader_field in reader.fields:
+        writer_field = lookup_writer_field(writer_schema=writer, reader_field=reader_field)
+        if writer_field is None:
+            if not reader_field.has_default:
+                problems.append((prefix + reader_field.name, MISSING, "", ""))
+            continue
+        problems += _explain(reader_field.type, writer_field.type, prefix + reader_field.name)
+    return problems
 
 
 def can_read(reader: Any, writer: Any) -> list[tuple[str, str, str, str]]:
     """Why data written with `writer` cannot be read with `reader` ([] when it can):
-    (field path, MISSING | TYPE, writer type, reader type) per problem."""
-    return _readable(reader, writer, "", {}, {}, None, None, set())
+    (field path, MISSING | TYPE, writer type, reader type) per problem. Both are schema JSON values."""
+    return _explain(_parse(reader), _parse(writer), "")
 
 
 def compatibility_problems(old: Any, new: Any, level: str) -> list[str]:

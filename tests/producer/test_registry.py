@@ -136,3 +136,35 @@ def test_renamed_record_is_named_unless_aliased():
         "the top-level schema changed type from record User to record Person: the new schema cannot read old data "
         "(not an Avro type promotion)"]
     assert compatibility_problems(USER, {**renamed, "aliases": ["User"]}, "BACKWARD") == []
+
+
+def test_enum_without_a_writer_symbol_is_named_unless_it_has_a_default():
+    def with_enum(symbols, **extra):
+        return {"type": "record", "name": "R", "fields": [
+            {"name": "tier", "type": {"type": "enum", "name": "Tier", "symbols": symbols, **extra}}]}
+
+    problems = compatibility_problems(with_enum(["GOLD", "SILVER"]), with_enum(["GOLD"]), "BACKWARD")
+    assert [p.split(":")[0] for p in problems] == ["field 'tier' changed type from enum Tier to enum Tier"]
+    assert compatibility_problems(with_enum(["GOLD", "SILVER"]), with_enum(["GOLD", "OTHER"], default="OTHER"),
+                                  "BACKWARD") == []
+
+
+def test_array_items_and_union_branches_are_checked_by_avro():
+    old = {"type": "record", "name": "R", "fields": [{"name": "tags", "type": {"type": "array", "items": "string"}},
+                                                     {"name": "score", "type": ["null", "int"], "default": None}]}
+    new = copy.deepcopy(old)
+    new["fields"][0]["type"]["items"] = "int"
+    new["fields"][1]["type"] = ["null", "long"]  # int -> long inside a union is a promotion
+    assert [p.split(":")[0] for p in compatibility_problems(old, new, "BACKWARD")] == [
+        "field 'tags' changed type from array<string> to array<int>"]
+    assert [p.split(":")[0] for p in compatibility_problems(old, new, "FORWARD")] == [
+        "field 'tags' changed type from array<string> to array<int>",
+        "field 'score' changed type from union[null, int] to union[null, long]"]
+
+
+def test_a_schema_avro_cannot_parse_is_refused(tmp_path):
+    path = tmp_path / "bad-default.avsc"
+    path.write_text(json.dumps({"type": "record", "name": "R", "fields": [
+        {"name": "n", "type": "int", "default": "not an int"}]}))
+    with pytest.raises(SchemaFileError, match="not a valid Avro schema"):
+        load_schema_file(path)
