@@ -141,6 +141,12 @@ class Settings(BaseSettings):
     airflow_admin_user: str = "admin"
     airflow_admin_password: SecretStr | None = None
 
+    # --- Web monitor (ops.monitor) -------------------------------------------
+    # Where the monitor serves its page, JSON and /metrics; the launcher binds it there.
+    monitor_url: str = "http://127.0.0.1:8050"
+    # Seconds between two history samples (throughput, freshness, lag) the charts draw.
+    monitor_sample_seconds: float = Field(default=5.0, gt=0)
+
     def kafka_config(self) -> dict[str, str]:
         """librdkafka's dotted dict; SASL keys only when credentials are set."""
         conf = {

@@ -23,13 +23,14 @@ from typing import Callable
 from urllib.parse import urlparse
 
 
-from ops import status
+from core import health, names
+from core.health import installed_version as _installed_version
 from core.settings import REPO_ROOT, Settings
 from stack.layout import Layout
 
 CONF_TEMPLATES = Path(__file__).resolve().parent / "conf"
 KAFKA_CLUSTER_ID = "userstream-dev-kraft1"  # any 22-char base64-ish id; fixed so a restart keeps the log dirs
-CORE = ("kafka", "registry", "cassandra", "datasource")
+CORE = names.CORE_SERVICES  # what `make up` starts
 PROBE_TIMEOUT = 3.0  # seconds per readiness probe; `up` polls until the service's startup_timeout
 START_MARKER = "===== "  # the launcher writes it into a service's log at each start
 
@@ -104,11 +105,11 @@ def _render(template: str, target: Path, values: dict[str, object]) -> Path:
     return target
 
 
-def _answered(health: status.ServiceHealth) -> status.ServiceHealth:
-    """The launcher's probes are the status view's, so "ready" and "up" mean the same thing."""
-    if not health.up:
-        raise NotReady(health.detail)
-    return health
+def _answered(answer: health.ServiceHealth) -> health.ServiceHealth:
+    """The launcher's probes are the status view's (core.health), so "ready" and "up" mean the same thing."""
+    if not answer.up:
+        raise NotReady(answer.detail)
+    return answer
 
 
 def _port_of(url_or_hostport: str) -> int:
@@ -156,7 +157,7 @@ def _kafka_command(s: Settings, layout: Layout) -> list[str]:
 
 def _kafka_probe(s: Settings) -> str:
     """Ready when the broker answers a metadata request (the status view's probe); the version is the jar's."""
-    _answered(status.probe_kafka(s, PROBE_TIMEOUT))
+    _answered(health.probe_kafka(s, PROBE_TIMEOUT))
     return installed_version(Layout(s.stack_home), "kafka") or "?"
 
 
@@ -189,7 +190,7 @@ def _registry_command(s: Settings, layout: Layout) -> list[str]:
 
 def _registry_probe(s: Settings) -> str:
     """Ready when the Confluent-compatible API answers `GET /subjects`; the version is Apicurio's own."""
-    return _answered(status.probe_registry(s, PROBE_TIMEOUT)).version or "?"
+    return _answered(health.probe_registry(s, PROBE_TIMEOUT)).version or "?"
 
 
 # --- Cassandra ----------------------------------------------------------------
@@ -237,7 +238,7 @@ def _cassandra_command(s: Settings, layout: Layout) -> list[str]:
 
 def _cassandra_probe(s: Settings) -> str:
     """Ready when a CQL query answers."""
-    return _answered(status.probe_cassandra(s, PROBE_TIMEOUT)).version or "?"
+    return _answered(health.probe_cassandra(s, PROBE_TIMEOUT)).version or "?"
 
 
 # --- The local randomuser-compatible data source ------------------------------
@@ -252,7 +253,7 @@ def _datasource_command(s: Settings, layout: Layout) -> list[str]:
 
 def _datasource_probe(s: Settings) -> str:
     """Ready when the API serves a user."""
-    return f"api {_answered(status.probe_datasource(s, PROBE_TIMEOUT)).version or '?'}"
+    return f"api {_answered(health.probe_datasource(s, PROBE_TIMEOUT)).version or '?'}"
 
 
 # --- Airflow (standalone: api-server, scheduler, dag-processor, triggerer) ----
@@ -283,7 +284,7 @@ def _airflow_command(s: Settings, layout: Layout) -> list[str]:
 
 def _airflow_probe(s: Settings) -> str:
     """Ready when the api-server answers and reports a healthy database, scheduler and dag-processor."""
-    return _answered(status.probe_airflow(s, PROBE_TIMEOUT, require=("metadatabase", "scheduler", "dag_processor"))).version or "?"
+    return _answered(health.probe_airflow(s, PROBE_TIMEOUT, require=("metadatabase", "scheduler", "dag_processor"))).version or "?"
 
 
 # --- The Spark streaming job ----------------------------------------------------
@@ -307,15 +308,8 @@ def _stream_probe(s: Settings) -> str:
 
 
 def installed_version(layout: Layout, name: str) -> str | None:
-    """The version the launcher runs, for services whose probe cannot ask them (Kafka's clients are not told it)."""
-    if name == "kafka":
-        jars = list((layout.jars / "kafka").glob("kafka_2.13-*.jar"))
-        return jars[0].name.removeprefix("kafka_2.13-").removesuffix(".jar") if jars else None
-    if name == "stream":
-        import pyspark
-
-        return "spark " + pyspark.__version__
-    return None
+    """The version the launcher runs, for services whose probe cannot ask them (core.health reads the jars)."""
+    return _installed_version(layout.home, name)
 
 
 SERVICES: dict[str, Service] = {
