@@ -5,7 +5,7 @@ Usage:
     python -m stack up [SERVICE ...]        # default: kafka registry cassandra datasource (make up)
     python -m stack up --all                # also Airflow and the Spark streaming job
     python -m stack down [SERVICE ...]      # default: everything (make down)
-    python -m stack status                  # per service: up/down, pid, port, version, memory
+    python -m stack status                  # per service: up/down, version, pid, memory, log (ops.status --services)
     python -m stack clean                   # wipe data and logs (services must be down)
     python -m stack test [PYTEST ARGS ...]  # up, pytest, stop what it started (make test)
     python -m stack run-with-stack -- CMD   # the same around any command (make bench)
@@ -49,13 +49,10 @@ def cmd_down(settings, layout: Layout, args) -> int:
 
 
 def cmd_status(settings, layout: Layout, args) -> int:
-    rows = launcher.status(settings, layout)
-    print(f"{'service':<11}{'state':<10}{'pid':<9}{'ports':<13}{'rss MB':<8}{'version':<16}log")
-    for row in rows:
-        ports = ",".join(str(port) for port in row.ports.values()) or "-"
-        print(f"{row.name:<11}{row.state:<10}{row.pid or '-'!s:<9}{ports:<13}{row.rss_mb if row.rss_mb is not None else '-'!s:<8}"
-              f"{row.version or '-':<16}{row.log}{'  (' + row.detail[:80] + ')' if row.detail else ''}")
-    return 0
+    """The status view's services table (`python -m ops.status --services`): state, version, pid, memory, log."""
+    from ops.status.__main__ import run
+
+    return run(["--services"])
 
 
 def cmd_clean(settings, layout: Layout, args) -> int:

@@ -130,7 +130,7 @@ def test_status_shows_the_stream_progressing_while_the_demo_runs(demo):
     result, _, _, _, before, snapshots = demo
     assert result.returncode == 0, result.stderr[-2000:]
     assert snapshots, "no status report finished while the demo ran"
-    seen = [(published(r), (r.get("stream") or {}).get("total_lag"), records_in(r)) for r in snapshots]
+    seen = [(published(r), (r.get("lag") or {}).get("total"), records_in(r)) for r in snapshots]
     # The producer's progress: the demo's users on the topic, counted from its end offsets.
     assert any(p >= published(before) + USERS for p, _, _ in seen), f"(published, lag, records in): {seen}"
     # The job's: records waiting for it (lag) or already counted by it, while the demo still waits.
@@ -157,22 +157,22 @@ def test_status_shows_progress_while_running_and_the_job_down_once_stopped(demo,
     while True:
         report = status_report()
         stream = report["stream"]
-        caught_up = stream["total_lag"] == 0 and ((stream.get("progress") or {}).get("totals") or {}).get("rows_written", 0) >= USERS
+        caught_up = report["lag"]["total"] == 0 and ((stream.get("progress") or {}).get("totals") or {}).get("rows_written", 0) >= USERS
         if caught_up or time.monotonic() > deadline:
             break
         time.sleep(2)
     text = json.dumps(report)
     assert report["cassandra"]["rows"] >= USERS, text[:2000]
-    assert report["stream"]["committed_batch"] is not None, text[:2000]
+    assert report["stream"]["progress"]["batch_id"] is not None, text[:2000]
     assert report["stream"]["progress"]["totals"]["rows_written"] >= USERS, text[:2000]
-    assert report["stream"]["total_lag"] == 0, text[:2000]
+    assert report["lag"]["total"] == 0, text[:2000]
     services = {service["name"]: service for service in report["services"]}
-    assert services["spark-stream"]["up"], text[:2000]
+    assert services["stream"]["up"], text[:2000]
     # Every service says which version runs: asked of the service, or the launcher's for Kafka and the job.
     from importlib.metadata import version
 
     assert services["airflow"]["version"] == version("apache-airflow"), services["airflow"]
-    assert services["spark-stream"]["version"] == f"spark {version('pyspark')}", services["spark-stream"]
+    assert services["stream"]["version"] == f"spark {version('pyspark')}", services["stream"]
     assert services["kafka"]["version"].startswith("4."), services["kafka"]
     assert services["cassandra"]["version"].startswith("5.0"), services["cassandra"]
     assert services["schema-registry"]["version"].startswith("3."), services["schema-registry"]
@@ -180,7 +180,7 @@ def test_status_shows_progress_while_running_and_the_job_down_once_stopped(demo,
     launcher.down(settings, layout, ["stream"])
     report = status_report()
     services = {service["name"]: service for service in report["services"]}
-    assert not services["spark-stream"]["up"], json.dumps(report["services"])
+    assert not services["stream"]["up"], json.dumps(report["services"])
 
 
 def run_demo(*args: str, **env: str) -> subprocess.CompletedProcess:
