@@ -59,7 +59,7 @@ test: setup
 	$(PY) -m stack test $(PYTEST_ARGS)
 
 bench: setup
-	$(PY) -m stack run-with-stack -- $(PY) -m bench
+	$(PY) -m stack run-with-stack -- $(PY) -m bench $(BENCH_ARGS)
 
 lock:
 	rm -rf /tmp/userstream-lock-venv

@@ -194,7 +194,8 @@ def render(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
+def run(argv: list[str] | None = None) -> dict[str, Any]:
+    """Parse the flags, run, print the table, write the JSON; return the result."""
     parser = argparse.ArgumentParser(prog="python -m bench.producer_bench", description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=20000)
     parser.add_argument("--repeats", type=int, default=3)
@@ -208,6 +209,11 @@ def main(argv: list[str] | None = None) -> int:
     path = RESULTS_DIR / f"producer_bench-{stamp}.json"
     path.write_text(json.dumps(result, indent=2) + "\n")
     print(f"written to {path.relative_to(REPO_ROOT)}")
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    run(argv)
     return 0
 
 

@@ -217,8 +217,8 @@ def render(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the benchmark, print the table, write the JSON; return an exit code."""
+def run(argv: list[str] | None = None) -> dict[str, Any]:
+    """Run the benchmark, print the table, write the JSON; return the result."""
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=20_000, help="users to produce and write (default 20000)")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per measurement after one warm-up (default 3)")
@@ -232,6 +232,11 @@ def main(argv: list[str] | None = None) -> int:
     path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print(render(result))
     print(f"results: {path.relative_to(REPO_ROOT)}")
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    run(argv)
     return 0
 
 
