@@ -2,7 +2,7 @@
 
 Usage:
     python -m stack fetch                   # jars through Maven (make setup)
-    python -m stack up [SERVICE ...]        # default: kafka registry cassandra datasource (make up)
+    python -m stack up [SERVICE ...]        # default: kafka registry cassandra datasource monitor (make up)
     python -m stack up --all                # also Airflow and the Spark streaming job
     python -m stack down [SERVICE ...]      # default: everything (make down)
     python -m stack status                  # per service: up/down, version, pid, memory, log (ops.status --services)
@@ -10,7 +10,7 @@ Usage:
     python -m stack test [PYTEST ARGS ...]  # up, pytest, stop what it started (make test)
     python -m stack run-with-stack -- CMD   # the same around any command (make bench)
 
-Services: kafka, registry, cassandra, datasource, airflow, stream.
+Services: kafka, registry, cassandra, datasource, airflow, stream, monitor (the web monitor).
 """
 
 from __future__ import annotations
@@ -36,10 +36,10 @@ def cmd_fetch(settings, layout: Layout, args) -> int:
 
 
 def cmd_up(settings, layout: Layout, args) -> int:
-    names = list(SERVICES) if args.all else (args.services or list(CORE))
+    names = list(SERVICES) if args.all else (args.services or [*CORE, "monitor"])
     started_at = time.monotonic()
     launcher.up(settings, layout, names)
-    print(f"up: all ready in {time.monotonic() - started_at:.0f}s. `make status` shows the pipeline; `make down` stops it.")
+    print(f"up: all ready in {time.monotonic() - started_at:.0f}s. `make status` or the monitor at {settings.monitor_url} shows the pipeline; `make down` stops it.")
     return 0
 
 

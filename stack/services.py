@@ -307,6 +307,17 @@ def _stream_probe(s: Settings) -> str:
     return installed_version(Layout(s.stack_home), "stream") or "?"
 
 
+# --- The web monitor (ops.monitor) ----------------------------------------------
+
+def _monitor_command(s: Settings, layout: Layout) -> list[str]:
+    return [sys.executable, "-m", "ops.monitor"]
+
+
+def _monitor_probe(s: Settings) -> str:
+    """Ready when /healthz answers and the first sample is taken (core.health.probe_monitor)."""
+    return _answered(health.probe_monitor(s, PROBE_TIMEOUT)).version or "?"
+
+
 def installed_version(layout: Layout, name: str) -> str | None:
     """The version the launcher runs, for services whose probe cannot ask them (core.health reads the jars)."""
     return _installed_version(layout.home, name)
@@ -323,5 +334,7 @@ SERVICES: dict[str, Service] = {
                 env=_airflow_env, depends_on=("kafka", "registry", "datasource"), startup_timeout=300, stop_timeout=45),
         Service("stream", lambda s: {}, _stream_command, _stream_probe,
                 depends_on=("kafka", "registry", "cassandra"), startup_timeout=180, stop_timeout=45),
+        # No depends_on: the monitor shows services that are down, so it may start before them.
+        Service("monitor", lambda s: {"http": _port_of(s.monitor_url)}, _monitor_command, _monitor_probe, startup_timeout=60),
     )
 }
