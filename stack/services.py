@@ -290,7 +290,8 @@ def _airflow_probe(s: Settings) -> str:
 # --- The Spark streaming job ----------------------------------------------------
 
 def _stream_command(s: Settings, layout: Layout) -> list[str]:
-    return [sys.executable, "-m", "spark.stream_job"]
+    """The job under stack/supervisor.py: restarted after a crash, stopped on a crash loop, stopped with the group."""
+    return [sys.executable, "-m", "stack.supervisor", "--", sys.executable, "-m", "spark.stream_job"]
 
 
 def _stream_probe(s: Settings) -> str:
