@@ -12,7 +12,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup jars up up-all down status clean register cassandra-schema stream demo test bench lock
+.PHONY: setup jars browser up up-all down status monitor clean register cassandra-schema stream demo test bench lock
 
 setup: $(VENV)/.installed jars
 
@@ -28,6 +28,16 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 jars: $(VENV)/.installed
 	$(PY) -m stack fetch
 
+# Chromium and its driver for the monitor's browser tests (tests/ops/test_monitor_browser.py),
+# from Debian's packages when missing: CI starts from a fresh machine.
+browser:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	elif command -v apt-get >/dev/null; then \
+	  echo "browser: installing chromium and chromium-driver (Debian packages)"; \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium chromium-driver; \
+	else echo "browser: install Chromium and chromedriver (Debian: apt-get install chromium chromium-driver)" >&2; exit 1; fi
+
 up: setup
 	$(PY) -m stack up
 
@@ -39,6 +49,9 @@ down:
 
 status: setup
 	$(PY) -m ops.status
+
+monitor: setup
+	$(PY) -m stack up monitor
 
 clean: down
 	$(PY) -m stack clean
@@ -53,9 +66,10 @@ stream: setup
 	$(PY) -m stack up stream
 
 demo: setup
+	$(PY) -m stack up monitor
 	$(PY) -m ops.demo $(DEMO_ARGS)
 
-test: setup
+test: setup browser
 	$(PY) -m stack test $(PYTEST_ARGS)
 
 bench: setup
