@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import ssl
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,6 +31,7 @@ from pathlib import Path
 from string import Template
 from typing import Any
 
+from core.security_hints import cassandra_hint
 from core.settings import REPO_ROOT, Settings, load_settings
 
 SCHEMA_FILE = REPO_ROOT / "cassandra" / "schema.cql"
@@ -157,8 +159,23 @@ def column_problems(needed: dict[str, str], live: dict[str, str]) -> tuple[dict[
     return missing, mismatched
 
 
+def cassandra_ssl_context(settings: Settings) -> ssl.SSLContext | None:
+    """Client-to-node TLS (CASSANDRA_SSL): the CA that signed the nodes, host names checked unless turned off."""
+    if not settings.cassandra_ssl:
+        return None
+    try:
+        context = ssl.create_default_context(cafile=settings.cassandra_ssl_ca_location or None)
+    except (OSError, ssl.SSLError) as exc:
+        raise CassandraUnavailable(
+            f"CASSANDRA_SSL_CA_LOCATION={settings.cassandra_ssl_ca_location}: cannot load it as a PEM CA ({exc})"
+        ) from exc
+    # The driver then checks the node's certificate against the contact point's address or name.
+    context.check_hostname = settings.cassandra_ssl_verify_hostname
+    return context
+
+
 def cassandra_cluster(settings: Settings, timeout: float = 30.0):
-    """The one way the project builds a cassandra-driver Cluster: auth only when set, one request timeout."""
+    """The one way the project builds a cassandra-driver Cluster: auth and TLS only when set, one request timeout."""
     from cassandra.auth import PlainTextAuthProvider
     from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
     from cassandra.policies import RoundRobinPolicy
@@ -171,6 +188,7 @@ def cassandra_cluster(settings: Settings, timeout: float = 30.0):
         settings.cassandra_contact_points(),
         port=settings.cassandra_port,
         auth_provider=auth,
+        ssl_context=cassandra_ssl_context(settings),
         connect_timeout=min(timeout, 5),
         control_connection_timeout=min(timeout, 5),
         # v5 is what Cassandra 4.0+ speaks; saying so skips the driver's downgrade dance (and its warnings).
@@ -189,6 +207,9 @@ def connect(settings: Settings) -> Iterator[Any]:
         try:
             session = cluster.connect()
         except NoHostAvailable as exc:
+            hint = cassandra_hint(exc)
+            if hint:  # it answered, but refused this client: name the setting to fix
+                raise CassandraUnavailable(f"Cassandra at {settings.cassandra_hosts}:{settings.cassandra_port} refused the connection: {hint} ({exc})") from exc
             raise CassandraUnavailable(
                 f"cannot reach Cassandra at {settings.cassandra_hosts}:{settings.cassandra_port} ({exc}); "
                 "is it running? `make up` starts the embedded stack, `python -m stack status` shows it"

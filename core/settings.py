@@ -125,6 +125,10 @@ class Settings(BaseSettings):
 
     # --- Embedded stack ----------------------------------------------------
     stack_home: Path = REPO_ROOT / ".stack"
+    # STACK_SECURITY=on: the launcher runs Kafka (SASL_SSL, SCRAM), the registry (HTTPS, basic
+    # auth) and Cassandra (password auth, TLS) secured, and every command reads the generated
+    # client settings from <stack_home>/secure.env (see stack/security.py).
+    stack_security: bool = False
     airflow_url: str = "http://localhost:8080"
     # Ports the embedded services listen on besides the client ports above
     # (which are read from KAFKA_BOOTSTRAP_SERVERS, SCHEMA_REGISTRY_URL, ...).
@@ -157,6 +161,13 @@ class Settings(BaseSettings):
             conf["sasl.mechanism"] = self.kafka_sasl_mechanism
             conf["sasl.username"] = self.kafka_sasl_username
             conf["sasl.password"] = self.kafka_sasl_password.get_secret_value() if self.kafka_sasl_password else ""
+        tls = {
+            "ssl.ca.location": self.kafka_ssl_ca_location,
+            "ssl.certificate.location": self.kafka_ssl_certificate_location,
+            "ssl.key.location": self.kafka_ssl_key_location,
+            "ssl.key.password": self.kafka_ssl_key_password.get_secret_value() if self.kafka_ssl_key_password else None,
+        }
+        conf.update({key: value for key, value in tls.items() if value})
         return conf
 
     def schema_registry_config(self) -> dict[str, object]:
@@ -165,7 +176,13 @@ class Settings(BaseSettings):
         conf = {"url": self.schema_registry_url, "timeout": self.schema_registry_timeout_seconds}
         if self.schema_registry_basic_auth_user_info:
             conf["basic.auth.user.info"] = self.schema_registry_basic_auth_user_info.get_secret_value()
+        if self.schema_registry_ca_location:
+            conf["ssl.ca.location"] = self.schema_registry_ca_location
         return conf
+
+    def schema_registry_verify(self) -> str | bool:
+        """`verify=` for plain-HTTP (requests) registry calls: the configured CA bundle, else the system's."""
+        return self.schema_registry_ca_location or True
 
     def schema_registry_basic_auth(self) -> tuple[str, str] | None:
         """(user, password) for plain-HTTP registry calls, from the Confluent-style "user:password"."""
@@ -178,7 +195,21 @@ class Settings(BaseSettings):
         return [host.strip() for host in self.cassandra_hosts.split(",") if host.strip()]
 
 
+def secure_env_file(settings: Settings) -> Path:
+    """Where the secured embedded stack writes its client settings (stack/security.py)."""
+    return Path(settings.stack_home) / "secure.env"
+
+
 @lru_cache(maxsize=1)
 def load_settings() -> Settings:
-    """The process-wide settings; tests that change the environment call `load_settings.cache_clear()`."""
-    return Settings()
+    """The process-wide settings; tests that change the environment call `load_settings.cache_clear()`.
+
+    With STACK_SECURITY=on, <stack_home>/secure.env is read after `.env` (the
+    environment still wins), so every command reaches the secured stack
+    without the user exporting its passwords.
+    """
+    settings = Settings()
+    secured = secure_env_file(settings)
+    if settings.stack_security and secured.is_file():
+        return Settings(_env_file=(".env", secured))
+    return settings

@@ -8,9 +8,12 @@ producer, the Spark job and the demo all call this and whoever is first wins.
 
 from __future__ import annotations
 
+import logging
+
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from core.security_hints import kafka_hint
 from core.settings import Settings
 
 
@@ -44,7 +47,39 @@ def ensure_topics(admin: AdminClient, topics: dict[str, int], replication: int, 
     return created
 
 
+class _ClientLog(logging.Handler):
+    """librdkafka's own log and error callbacks, kept: a refused login or a protocol mismatch is told only there."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.lines: list[str] = []
+        self.logger = logging.getLogger(f"{__name__}.client.{id(self)}")
+        self.logger.propagate = False
+        self.logger.setLevel(logging.INFO)
+        self.logger.addHandler(self)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+    def error(self, error: KafkaError) -> None:
+        self.lines.append(error.str())
+
+
 def ensure_pipeline_topics(settings: Settings) -> list[str]:
-    """The users topic and its dead-letter topic, with the configured partitions and replication."""
+    """The users topic and its dead-letter topic, with the configured partitions and replication.
+
+    A broker that refuses this client (wrong password, PLAINTEXT against a TLS
+    listener) looks like "transport failure" to the admin call; the client's
+    log says why, so the error names the setting to fix.
+    """
     topics = {settings.users_topic: settings.users_topic_partitions, settings.dead_letter_topic: settings.users_topic_partitions}
-    return ensure_topics(AdminClient(settings.kafka_config()), topics, settings.users_topic_replication)
+    client_log = _ClientLog()
+    admin = AdminClient({**settings.kafka_config(), "logger": client_log.logger, "error_cb": client_log.error})
+    try:
+        return ensure_topics(admin, topics, settings.users_topic_replication)
+    except TopicError as exc:
+        admin.poll(0)  # serves the log and error callbacks
+        hint = kafka_hint(" ".join(client_log.lines))
+        if hint:
+            raise TopicError(f"Kafka at {settings.kafka_bootstrap_servers} refused this client: {hint}") from exc
+        raise

@@ -17,6 +17,16 @@ It also caps how much Avro may allocate for one string/bytes field (see
 settings.spark_avro_max_field_bytes): without the cap a corrupt length prefix
 in a poison record makes the JVM die of OutOfMemoryError instead of the
 record being dead-lettered.
+
+Dates are proleptic Gregorian everywhere (Avro, Python, Cassandra), so the
+session says so (`DATETIME_CONF`). Spark 3.5's defaults would otherwise make
+one valid record a poison pill or a silently wrong row:
+  * the rebase modes default to EXCEPTION: `to_avro` of a timestamp before
+    1900-01-01Z (decode's length check) throws SparkUpgradeException and fails
+    the batch again on every restart (Spark 4.0 changed the default, SPARK-46440);
+  * without the Java 8 time API, rows reach the Cassandra connector as
+    java.sql.Timestamp (hybrid Julian calendar): a date before 1582-10-15 is
+    written shifted by days (year 1 lands two days early; checked on this stack).
 """
 
 from __future__ import annotations
@@ -29,6 +39,7 @@ from pathlib import Path
 from py4j.protocol import Py4JJavaError
 
 from core.settings import REPO_ROOT, Settings
+from core.tls import TRUSTSTORE_PASSWORD, java_truststore
 
 # Artifact name prefixes of the three connector jars the job cannot run without.
 REQUIRED_ARTIFACTS = ("spark-sql-kafka-0-10_2.12-", "spark-avro_2.12-", "spark-cassandra-connector_2.12-")
@@ -44,6 +55,26 @@ AVRO_LIMIT_PROPERTIES = (
     "org.apache.avro.limits.collectionItems.maxLength",
 )
 POM = REPO_ROOT / "stack" / "pom.xml"
+# CORRECTED: read and write dates as they are (proleptic Gregorian), never rebase, never throw.
+_REBASE_KEYS = (
+    "spark.sql.avro.datetimeRebaseModeInWrite",
+    "spark.sql.avro.datetimeRebaseModeInRead",
+    "spark.sql.parquet.datetimeRebaseModeInWrite",
+    "spark.sql.parquet.datetimeRebaseModeInRead",
+    "spark.sql.parquet.int96RebaseModeInWrite",
+    "spark.sql.parquet.int96RebaseModeInRead",
+    "spark.sql.legacy.avro.datetimeRebaseModeInWrite",
+    "spark.sql.legacy.avro.datetimeRebaseModeInRead",
+    "spark.sql.legacy.parquet.datetimeRebaseModeInWrite",
+    "spark.sql.legacy.parquet.datetimeRebaseModeInRead",
+    "spark.sql.legacy.parquet.int96RebaseModeInWrite",
+    "spark.sql.legacy.parquet.int96RebaseModeInRead",
+)
+DATETIME_CONF = {
+    **{key: "CORRECTED" for key in _REBASE_KEYS},
+    # Timestamps leave Catalyst as java.time.Instant (proleptic), not java.sql.Timestamp (Julian before 1582).
+    "spark.sql.datetime.java8API.enabled": "true",
+}
 
 
 class MissingJarsError(RuntimeError):
@@ -103,12 +134,23 @@ def cassandra_conf(settings: Settings) -> dict[str, str]:
         "spark.cassandra.connection.host": settings.cassandra_hosts,
         "spark.cassandra.connection.port": str(settings.cassandra_port),
         "spark.sql.extensions": "com.datastax.spark.connector.CassandraSparkExtensions",
+        # The connector retries a failed statement 60 times by default, which hides an outage for
+        # minutes inside one task; the job rides out outages itself, batch-wide (spark/faults.py).
+        "spark.cassandra.query.retry.count": "3",
     }
     if settings.cassandra_username:
         conf["spark.cassandra.auth.username"] = settings.cassandra_username
         conf["spark.cassandra.auth.password"] = (
             settings.cassandra_password.get_secret_value() if settings.cassandra_password else ""
         )
+    if settings.cassandra_ssl:
+        conf["spark.cassandra.connection.ssl.enabled"] = "true"
+        if settings.cassandra_ssl_ca_location:
+            # The connector reads only a Java truststore: made from the same PEM CA the Python driver uses.
+            # Without a CA, the JVM's default truststore applies. On a cluster the path must exist on the executors too.
+            conf["spark.cassandra.connection.ssl.trustStore.path"] = str(java_truststore(settings.cassandra_ssl_ca_location, "CASSANDRA_SSL_CA_LOCATION"))
+            conf["spark.cassandra.connection.ssl.trustStore.password"] = TRUSTSTORE_PASSWORD
+            conf["spark.cassandra.connection.ssl.trustStore.type"] = "PKCS12"
     return conf
 
 
@@ -131,6 +173,7 @@ def session_conf(settings: Settings, app_name: str, master: str | None, jvm_runn
         # Executors on a standalone cluster start after the session, so they always get this.
         "spark.executor.extraJavaOptions": java_options,
         "spark.pyspark.python": sys.executable,
+        **DATETIME_CONF,
         **cassandra_conf(settings),
     }
     if master or launching:

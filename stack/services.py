@@ -12,6 +12,7 @@ point the pipeline at a service also move the embedded service.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import shutil
@@ -26,6 +27,7 @@ from urllib.parse import urlparse
 from core import health, names
 from core.health import installed_version as _installed_version
 from core.settings import REPO_ROOT, Settings
+from stack import security
 from stack.layout import Layout
 
 CONF_TEMPLATES = Path(__file__).resolve().parent / "conf"
@@ -55,6 +57,8 @@ class Service:
     startup_timeout: float = 120.0
     stop_timeout: float = 30.0
     tags: tuple[str, ...] = field(default=())
+    # Why the settings point at a server of someone else's (the launcher then neither starts nor probes it), or None.
+    elsewhere: Callable[[Settings], str | None] = lambda settings: None
 
 
 # --- Java -------------------------------------------------------------------
@@ -101,8 +105,8 @@ def _render(template: str, target: Path, values: dict[str, object]) -> Path:
     leftover = re.findall(r"\$\{[A-Z_]+\}", text)
     if leftover:
         raise StackError(f"{template}: placeholders without a value: {sorted(set(leftover))}")
-    target.write_text(text)
-    return target
+    # Rendered configs can hold the secured stack's passwords: private from the first byte.
+    return security.write_private(target, text.encode())
 
 
 def _answered(answer: health.ServiceHealth) -> health.ServiceHealth:
@@ -130,21 +134,33 @@ def _kafka_prepare(s: Settings, layout: Layout) -> None:
     data = layout.data("kafka")
     data.mkdir(parents=True, exist_ok=True)
     ports = _kafka_ports(s)
+    material = security.ensure_material(s, layout) if s.stack_security else None
     properties = _render(
         "kafka.properties",
         layout.conf / "kafka.properties",
-        {"KAFKA_PORT": ports["client"], "KAFKA_CONTROLLER_PORT": ports["controller"], "DATA_DIR": data},
+        {"KAFKA_PORT": ports["client"], "KAFKA_CONTROLLER_PORT": ports["controller"], "DATA_DIR": data,
+         "CLIENT_LISTENER": "SASL_SSL" if material else "PLAINTEXT",
+         "SECURITY": security.kafka_server_properties(material) if material else ""},
     )
+    mode = data / "security-mode"
     if (data / "meta.properties").exists():
+        formatted_secured = mode.exists() and mode.read_text().strip() == "on"
+        if material and not formatted_secured:
+            raise StackError(
+                f"kafka: {data} was formatted without STACK_SECURITY, so it has no SCRAM users; "
+                "use another STACK_HOME for the secured stack, or `make down clean` first (wipes the data)"
+            )
         return
+    # SCRAM users are created with the storage (StorageTool -S): the SASL listener has them from the first start.
     result = subprocess.run(
         [find_java(17), "-Xmx256m", f"-Dlog4j2.configurationFile={CONF_TEMPLATES / 'kafka-log4j2.yaml'}",
          "-cp", _classpath(layout, "kafka"), "kafka.tools.StorageTool", "format",
-         "-t", KAFKA_CLUSTER_ID, "-c", str(properties)],
+         "-t", KAFKA_CLUSTER_ID, "-c", str(properties), *(security.kafka_scram_arguments(material) if material else [])],
         capture_output=True, text=True,
     )
     if result.returncode != 0:
         raise StackError(f"kafka: formatting storage in {data} failed:\n{result.stdout}{result.stderr}")
+    mode.write_text("on\n" if material else "off\n")
 
 
 def _kafka_command(s: Settings, layout: Layout) -> list[str]:
@@ -157,7 +173,7 @@ def _kafka_command(s: Settings, layout: Layout) -> list[str]:
 
 def _kafka_probe(s: Settings) -> str:
     """Ready when the broker answers a metadata request (the status view's probe); the version is the jar's."""
-    _answered(health.probe_kafka(s, PROBE_TIMEOUT))
+    _answered(health.probe_kafka(security.client_settings(s), PROBE_TIMEOUT))
     return installed_version(Layout(s.stack_home), "kafka") or "?"
 
 
@@ -165,6 +181,19 @@ def _kafka_probe(s: Settings) -> str:
 
 def _registry_ports(s: Settings) -> dict[str, int]:
     return {"http": _port_of(s.schema_registry_url), "management": s.stack_registry_management_port}
+
+
+def _registry_prepare(s: Settings, layout: Layout) -> None:
+    """Secured: HTTPS only, basic auth, and the journal's Kafka client on SASL_SSL, in a private properties file.
+
+    A file (not -D options) because the launcher writes each command line into the service's log.
+    """
+    target = layout.conf / "registry-secure.properties"
+    if not s.stack_security:
+        target.unlink(missing_ok=True)
+        return
+    material = security.ensure_material(s, layout)
+    security.write_private(target, security.registry_properties(s, material, _registry_ports(s)["http"]).encode())
 
 
 def _registry_command(s: Settings, layout: Layout) -> list[str]:
@@ -184,13 +213,14 @@ def _registry_command(s: Settings, layout: Layout) -> list[str]:
         f"-Dapicurio.kafkasql.bootstrap.servers={s.kafka_bootstrap_servers}",
         f"-Dapicurio.rules.global.compatibility={s.schema_compatibility}",
         "-Dquarkus.log.console.json=false",
+        *([f"-Dquarkus.config.locations={layout.conf / 'registry-secure.properties'}"] if s.stack_security else []),
         "-jar", str(app),
     ]
 
 
 def _registry_probe(s: Settings) -> str:
     """Ready when the Confluent-compatible API answers `GET /subjects`; the version is Apicurio's own."""
-    return _answered(health.probe_registry(s, PROBE_TIMEOUT)).version or "?"
+    return _answered(health.probe_registry(security.client_settings(s), PROBE_TIMEOUT)).version or "?"
 
 
 # --- Cassandra ----------------------------------------------------------------
@@ -200,12 +230,15 @@ def _cassandra_ports(s: Settings) -> dict[str, int]:
 
 
 def _cassandra_prepare(s: Settings, layout: Layout) -> None:
+    """Render cassandra.yaml: open on loopback, or (STACK_SECURITY=on) password auth and client TLS required."""
     data = layout.data("cassandra")
     data.mkdir(parents=True, exist_ok=True)
+    material = security.ensure_material(s, layout) if s.stack_security else None
     _render(
         "cassandra.yaml",
         layout.conf / "cassandra.yaml",
-        {"CASSANDRA_PORT": s.cassandra_port, "CASSANDRA_STORAGE_PORT": s.stack_cassandra_storage_port, "DATA_DIR": data},
+        {"CASSANDRA_PORT": s.cassandra_port, "CASSANDRA_STORAGE_PORT": s.stack_cassandra_storage_port, "DATA_DIR": data,
+         **security.cassandra_yaml_values(material)},
     )
 
 
@@ -230,6 +263,8 @@ def _cassandra_command(s: Settings, layout: Layout) -> list[str]:
         f"-Dcassandra.storagedir={data}",
         f"-Dcassandra.logdir={layout.logs}",
         "-Dcassandra.skip_wait_for_gossip_to_settle=0",
+        # With PasswordAuthenticator: make the default role at once, so `up` can replace it (stack/security.py).
+        "-Dcassandra.superuser_setup_delay_ms=0",
         f"-Dlogback.configurationFile={CONF_TEMPLATES / 'cassandra-logback.xml'}",
         "-cp", _classpath(layout, "cassandra"),
         "org.apache.cassandra.service.CassandraDaemon",
@@ -237,14 +272,51 @@ def _cassandra_command(s: Settings, layout: Layout) -> list[str]:
 
 
 def _cassandra_probe(s: Settings) -> str:
-    """Ready when a CQL query answers."""
-    return _answered(health.probe_cassandra(s, PROBE_TIMEOUT)).version or "?"
+    """Ready when a CQL query answers; secured, once the stack's own superuser logs in (made here on first start)."""
+    client = security.client_settings(s)
+    if s.stack_security:
+        not_yet = security.ensure_cassandra_role(client, PROBE_TIMEOUT)
+        if not_yet:
+            raise NotReady(not_yet)
+    return _answered(health.probe_cassandra(client, PROBE_TIMEOUT)).version or "?"
 
 
 # --- The local randomuser-compatible data source ------------------------------
 
 def _datasource_port(s: Settings) -> dict[str, int]:
     return {"http": _port_of(s.datasource_url)}
+
+
+STANDIN_PATH = "/api/"  # where standin.randomuser serves (also without the slash)
+
+
+def is_standin(s: Settings) -> bool:
+    """DATASOURCE_URL points at the local stand-in: plain http to a loopback host, at the stand-in's path.
+
+    The port is the URL's, so the same variable that points the producer at the
+    stand-in also moves it. Any other URL (randomuser.me, a server on another
+    host or path) is somebody else's: used as it is, never started here.
+    """
+    url = urlparse(s.datasource_url)
+    return url.scheme == "http" and _is_loopback(url.hostname) and url.path.rstrip("/") == STANDIN_PATH.rstrip("/") \
+        and not url.query and "@" not in url.netloc
+
+
+def _is_loopback(host: str | None) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host or "").is_loopback
+    except ValueError:
+        return False
+
+
+def _datasource_elsewhere(s: Settings) -> str | None:
+    if is_standin(s):
+        return None
+    url = urlparse(s.datasource_url)
+    shown = f"{url.scheme}://{url.hostname}{':' + str(url.port) if url.port else ''}{url.path}"  # never credentials
+    return f"DATASOURCE_URL={shown} is not the local stand-in (http://localhost:<port>{STANDIN_PATH}): used as it is, not started here"
 
 
 def _datasource_command(s: Settings, layout: Layout) -> list[str]:
@@ -328,9 +400,10 @@ SERVICES: dict[str, Service] = {
     service.name: service
     for service in (
         Service("kafka", _kafka_ports, _kafka_command, _kafka_probe, prepare=_kafka_prepare, startup_timeout=90),
-        Service("registry", _registry_ports, _registry_command, _registry_probe, depends_on=("kafka",), startup_timeout=120),
+        Service("registry", _registry_ports, _registry_command, _registry_probe, prepare=_registry_prepare, depends_on=("kafka",), startup_timeout=120),
         Service("cassandra", _cassandra_ports, _cassandra_command, _cassandra_probe, prepare=_cassandra_prepare, startup_timeout=180, stop_timeout=45),
-        Service("datasource", _datasource_port, _datasource_command, _datasource_probe, startup_timeout=30),
+        Service("datasource", _datasource_port, _datasource_command, _datasource_probe, startup_timeout=30,
+                elsewhere=_datasource_elsewhere),
         Service("airflow", lambda s: {"api": _port_of(s.airflow_url)}, _airflow_command, _airflow_probe,
                 env=_airflow_env, depends_on=("kafka", "registry", "datasource"), startup_timeout=300, stop_timeout=45),
         Service("stream", lambda s: {}, _stream_command, _stream_probe,
