@@ -91,7 +91,9 @@ def start(settings: Settings, layout: Layout, service: Service) -> bool:
     service.prepare(settings, layout)
     command = service.command(settings, layout)
     log = layout.log(service.name)
-    with log.open("ab") as out:
+    # A log can print a secret (Airflow prints its admin password): private, and so is all the child writes.
+    with open(os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as out:
+        log.chmod(0o600)  # a log made before this rule
         out.write(f"\n{START_MARKER}{time.strftime('%Y-%m-%d %H:%M:%S')} starting: {' '.join(command)}\n".encode())
         out.flush()
         process = subprocess.Popen(
@@ -102,6 +104,7 @@ def start(settings: Settings, layout: Layout, service: Service) -> bool:
             start_new_session=True,  # own process group, so `down` reaches its children too
             env={**os.environ, **service.env(settings, layout)},
             cwd=layout.home,
+            umask=0o077,  # files the service makes (Airflow's password file, data, its own logs) are the user's only
         )
     layout.pidfile(service.name).write_text(f"{process.pid}\n")
     version = wait_ready(settings, layout, service, process.pid, process)

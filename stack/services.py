@@ -354,9 +354,18 @@ def _airflow_command(s: Settings, layout: Layout) -> list[str]:
     return [str(Path(sys.executable).parent / "airflow"), "standalone"]
 
 
+AIRFLOW_PASSWORD_FILE = "simple_auth_manager_passwords.json.generated"
+
+
 def _airflow_probe(s: Settings) -> str:
     """Ready when the api-server answers and reports a healthy database, scheduler and dag-processor."""
-    return _answered(health.probe_airflow(s, PROBE_TIMEOUT, require=("metadatabase", "scheduler", "dag_processor"))).version or "?"
+    version = _answered(health.probe_airflow(s, PROBE_TIMEOUT, require=("metadatabase", "scheduler", "dag_processor"))).version or "?"
+    # `airflow standalone` writes the admin password there; the launcher's umask makes a new file 0600,
+    # this makes one left by an older start private too.
+    password_file = airflow_home(Layout(s.stack_home)) / AIRFLOW_PASSWORD_FILE
+    if password_file.exists():
+        password_file.chmod(0o600)
+    return version
 
 
 # --- The Spark streaming job ----------------------------------------------------
