@@ -44,6 +44,7 @@ CODE_SERVICES = {
     "spark-stream",
     "spark-worker-1",
     "spark-worker-2",
+    "monitor",
 }
 # Built from the project's images but running only a JVM (no project code).
 JVM_ONLY_SERVICES = {"spark-master"}
