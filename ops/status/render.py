@@ -21,18 +21,19 @@ from ops.status.sections import DagRunsView, RowCount, SchemaRegistryView, Strea
 PROGRESS_KEYS = ("timestamp", "batchId", "numInputRows", "processedRowsPerSecond")  # Spark's names, which spark/progress.py writes
 
 
-def _table(title: str, headers: Iterable[str], rows: Iterable[Iterable[Any]]) -> Table:
-    table = Table(*headers, title=title, title_justify="left", box=box.SIMPLE, pad_edge=False, title_style="bold")
+def _table(title: str, headers: Iterable[str], rows: Iterable[Iterable[Any]]) -> RenderableType:
+    """A borderless table under a bold heading (a heading line, not rich's table title, which wraps at the table's width)."""
+    table = Table(*headers, box=box.SIMPLE, pad_edge=False)
     for row in rows:
         table.add_row(*("-" if cell is None else str(cell) for cell in row))
-    return table
+    return Group(Text(title, style="bold"), table) if title else table
 
 
 def _note(title: str, *lines: str) -> Group:
     return Group(Text(title, style="bold"), *(Text("  " + line) for line in lines), Text(""))
 
 
-def services_section(services: list[ServiceRow]) -> Table:
+def services_section(services: list[ServiceRow]) -> RenderableType:
     rows = []
     for s in services:
         state = "up" if s.up else ("DOWN" if s.core else "down")
@@ -67,7 +68,7 @@ def stream_section(job: StreamJob, lag: GroupLag) -> RenderableType:
             lines.append("totals since the first batch: " + ", ".join(f"{k}={v}" for k, v in sorted(totals.items())))
     if lag.error:
         lines.append(f"lag unavailable: {lag.error}")
-    parts: list[RenderableType] = [_note(f"Stream (consumer group {lag.group})", *lines)]
+    parts: list[RenderableType] = [Group(Text(f"Stream (consumer group {lag.group})", style="bold"), *(Text("  " + line) for line in lines))]
     if lag.partitions:
         rows = [[p.topic, p.partition, p.end_offset, p.committed, p.lag] for p in lag.partitions]
         parts.append(_table("", ["TOPIC", "PARTITION", "END", "COMMITTED", "LAG"], rows))
