@@ -136,7 +136,8 @@ def _registry_version(settings: Settings, timeout: float) -> str | None:
     base = settings.schema_registry_url.split("/apis/")[0].rstrip("/")
     for url in (f"{base}/apis/registry/v3/system/info", f"{settings.schema_registry_url.rstrip('/')}/v1/metadata/version"):
         try:
-            response = requests.get(url, auth=settings.schema_registry_basic_auth(), timeout=timeout)
+            response = requests.get(url, auth=settings.schema_registry_basic_auth(), verify=settings.schema_registry_verify(),
+                                    timeout=timeout)
             if response.ok:
                 return str(response.json()["version"])
         except (requests.RequestException, ValueError, KeyError, TypeError):
