@@ -9,6 +9,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # no display: render to a file
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import NullLocator  # noqa: E402
 
 
 def plot_load(result: dict[str, Any], path: Path) -> Path:
@@ -28,9 +29,12 @@ def plot_load(result: dict[str, Any], path: Path) -> Path:
     rate.plot(offered, [s["landed_rows_per_s"] or float("nan") for s in steps], marker="s", label="landed in Cassandra")
     rate.set(xscale="log", yscale="log", xlabel="offered users/s", ylabel="users/s", title="Throughput per step")
     rate.legend()
+    for axis in (fresh, rate):
+        axis.set_xticks(offered, [f"{o:,}" for o in offered])
+        axis.xaxis.set_minor_locator(NullLocator())
     best = result["highest_sustained_users_per_s"]
     fig.suptitle(f"userstream load bench ({result['settings']['duration_seconds']:.0f} s steps, trigger "
-                 f"{result['settings']['trigger']}): highest sustained {best or 'none'} users/s")
+                 f"{result['settings']['trigger']}): " + (f"highest sustained {best:,} users/s" if best else "no step sustained"))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
