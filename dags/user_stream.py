@@ -9,12 +9,14 @@ the reason. Spark decodes the topic and writes Cassandra.
 
 Tasks (thin wiring around `producer.pipeline`; XCom carries only counts):
 
-1. `check_schema_registered`: fails fast if the subject has no schema (run `make register`).
+1. `check_schema_registered`: fails fast if the subject has no schema (run `make register`);
+   an unreachable registry, or a worker Airflow itself failed on a busy machine, is retried.
 2. `fetch_and_publish`: streams pages of `batch_size` users (seed + page, so a run replays
    exactly), publishes, waits for every delivery report.
 3. `report`: logs the counts; fails the run if too many records were dead-lettered.
 
-Trigger with conf, e.g. `{"users": 1000, "batch_size": 500, "nationalities": "gb,ir", "seed": "userstream"}`:
+Trigger with conf, e.g. `{"users": 1000, "batch_size": 500, "nationalities": "gb,ir", "seed": "userstream"}`
+(add `"datasource_url": "https://randomuser.me/api/"` to read another API than DATASOURCE_URL):
 
     airflow dags trigger user_stream --conf '{"users": 100}'
     airflow dags test user_stream --conf '{"users": 100}'
@@ -53,19 +55,28 @@ log = logging.getLogger(__name__)
                                description='Comma list such as "gb,ir,ua"; empty means all.'),
         "seed": Param("userstream", type="string", minLength=1, title="Seed",
                       description="API seed: the same seed, users and batch size fetch the same users (replay)."),
+        # Which randomuser-compatible API to read; empty means the worker's DATASOURCE_URL. No
+        # credentials in it (no "@"): a run's conf is stored and shown in the UI.
+        "datasource_url": Param("", type="string", pattern=r"^(https?://[^\s@/]+(/[^\s@]*)?)?$", title="Data source URL",
+                                description="A randomuser-compatible API such as https://randomuser.me/api/; "
+                                            "empty means DATASOURCE_URL."),
         "max_dead_letter_fraction": Param(0.1, type="number", minimum=0, maximum=1, title="Max dead-letter fraction",
                                           description="Fail the run when more than this fraction of fetched "
                                                       "records was dead-lettered."),
     },
 )
 def user_stream():
-    @task(retries=0)  # a missing schema does not appear by waiting: fail at once
+    @task  # retried when the registry or Airflow itself was too slow; a missing schema fails at once
     def check_schema_registered() -> dict:
         """The subject must already have a schema: producers never register one."""
         from core.settings import load_settings
         from producer.pipeline import check_schema_registered as check
+        from producer.publish import SchemaNotRegisteredError
 
-        return check(load_settings())
+        try:
+            return check(load_settings())
+        except SchemaNotRegisteredError as missing:
+            raise AirflowFailException(str(missing)) from missing  # waiting will not register it: no retry
 
     @task
     def fetch_and_publish(**context) -> dict:
@@ -74,10 +85,13 @@ def user_stream():
         from producer.pipeline import run
 
         params = context["params"]
-        return run(load_settings(), users=params["users"], batch_size=params["batch_size"],
+        settings = load_settings()
+        if params.get("datasource_url"):
+            settings = settings.model_copy(update={"datasource_url": params["datasource_url"]})
+        return run(settings, users=params["users"], batch_size=params["batch_size"],
                    nat=params["nationalities"], seed=params["seed"])
 
-    @task(retries=0)  # the counts will not change on a retry
+    @task  # a retry is for Airflow's own hiccups: a failed count check raises AirflowFailException, never retried
     def report(schema: dict, counts: dict, **context) -> dict:
         """Say what happened; a mostly-rejected run is a failure, not a green DAG."""
         from producer.pipeline import RunCheckError, check_counts

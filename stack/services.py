@@ -346,6 +346,9 @@ def _airflow_env(s: Settings, layout: Layout) -> dict[str, str]:
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
         "AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL": "5",
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+        # On a busy machine the api-server can take longer than the 5 s default to answer a task's
+        # supervisor, which then kills the task before it ran (seen with 2 cores and a Spark job starting).
+        "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "30",
     }
 
 

@@ -30,7 +30,8 @@ DESCRIBE_DAG = textwrap.dedent("""
     dag = bag.dags.get("user_stream")
     if dag is not None:
         rejected = []
-        for bad in ({"users": 0}, {"batch_size": 5001}, {"nationalities": "gb;ir"}, {"seed": ""}):
+        for bad in ({"users": 0}, {"batch_size": 5001}, {"nationalities": "gb;ir"}, {"seed": ""},
+                    {"datasource_url": "ftp://x/api/"}, {"datasource_url": "https://key:secret@x/api/"}):
             params = copy.deepcopy(dag.params)
             try:
                 params.update(bad)  # what a trigger's conf does; validates on assignment
@@ -80,13 +81,13 @@ def test_dag_loads_without_import_errors(tmp_path):
     assert dag["import_errors"] == {}
     assert dag["dag_ids"] == ["user_stream"]
     assert dag["tasks"] == {
-        "check_schema_registered": {"upstream": [], "retries": 0},
+        "check_schema_registered": {"upstream": [], "retries": 2},
         "fetch_and_publish": {"upstream": ["check_schema_registered"], "retries": 2},
-        "report": {"upstream": ["check_schema_registered", "fetch_and_publish"], "retries": 0},
+        "report": {"upstream": ["check_schema_registered", "fetch_and_publish"], "retries": 2},
     }
     assert dag["params"] == {"users": 1000, "batch_size": 500, "nationalities": "", "seed": "userstream",
-                             "max_dead_letter_fraction": 0.1}
-    assert dag["rejected"] == ["ParamValidationError"] * 4
+                             "datasource_url": "", "max_dead_letter_fraction": 0.1}
+    assert dag["rejected"] == ["ParamValidationError"] * 6
     assert dag["schedule"] is None and dag["timetable"] == "NullTimetable"
     assert dag["catchup"] is False
     assert dag["start_date"] == "2025-01-01T00:00:00+00:00"
