@@ -76,7 +76,11 @@ def log_tail(layout: Layout, name: str, lines: int = 15) -> str:
 
 
 def start(settings: Settings, layout: Layout, service: Service) -> bool:
-    """Start one service and wait until it is ready; False if it was already running."""
+    """Start one service and wait until it is ready; False if it was already running or is somebody else's."""
+    elsewhere = service.elsewhere(settings)
+    if elsewhere:
+        print(f"up: {service.name:<10} external   {elsewhere}")
+        return False
     pid = read_pid(layout, service.name)
     if pid is not None:
         version = wait_ready(settings, layout, service, pid)
@@ -235,7 +239,9 @@ def status(settings: Settings, layout: Layout) -> list[ServiceStatus]:
     for name, service in SERVICES.items():
         pid = read_pid(layout, name)
         state, version, detail = "down", "", ""
-        if pid is not None:
+        if pid is None and service.elsewhere(settings):
+            state, detail = "external", service.elsewhere(settings) or ""
+        elif pid is not None:
             try:
                 version, state = service.probe(settings), "up"
             except NotReady as exc:
