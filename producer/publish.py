@@ -6,12 +6,21 @@
   byte 0 is the magic 0, bytes 1-4 the schema id, then Avro binary.
   Schemas reach the registry only through `python -m producer.register`.
 - Keys are the user id (login.uuid) as UTF-8, so a user always lands in the
-  same partition and Cassandra upserts make replays harmless.
+  same partition and Cassandra upserts make replays harmless. The partitioner
+  is librdkafka's `murmur2_random`: the Java client's (and Kafka Connect's,
+  Spark's Kafka sink's) murmur2, so every client puts a key on the same
+  partition (librdkafka's own default, CRC32, would not).
 - The producer is idempotent (`enable.idempotence=True`: acks=all, no
   duplicates from internal retries). Every delivery report is counted;
   `finish()` flushes and raises `PublishError` if any delivery failed.
 - A record the transform rejected is published to the dead-letter topic with
-  its raw JSON as the value and the headers of `core.dead_letter`.
+  its raw JSON, minus the login secrets, as the value and the headers of
+  `core.dead_letter`. So is a User whose serialized value is over
+  PRODUCER_MAX_MESSAGE_BYTES, or that the registered schema cannot encode:
+  stage `transform`, the reason naming the size and limit or the schema; the
+  run goes on (and fails at the end only if too many were dead-lettered).
+  librdkafka's `message.max.bytes` is that limit plus room for the key and
+  headers, so nothing the check lets through is refused by the client.
 
 Use:
     serializer, registered = user_serializer(registry_client, "users-value", "latest")
@@ -39,8 +48,13 @@ from confluent_kafka.serialization import MessageField, SerializationContext, Se
 from core import dead_letter
 from core.topics import TopicError, ensure_topics  # noqa: F401  (re-exported: the stage's callers use it)
 from core.settings import Settings
+from producer.redact import without_secrets
 from producer.registry import REGISTRY_TRANSPORT_ERRORS, RegistryUnavailable
 from producer.transform import Rejected, TransformResult, User, user_to_avro
+
+# Room in librdkafka's message.max.bytes for a record's key, headers and framing beyond its value.
+MESSAGE_OVERHEAD_BYTES = 16 * 1024
+MAX_REASON_CHARS = 1000  # a dead-letter reason header stays small whatever an exception says
 
 
 class PublishError(RuntimeError):
@@ -51,6 +65,18 @@ class SchemaNotRegisteredError(PublishError):
     """The value subject has no registered schema (producers never auto-register)."""
 
 
+class RegistryError(PublishError):
+    """The registry answered an error other than 404; `http_status` says which (5xx, 408, 429 are transient)."""
+
+    def __init__(self, message: str, http_status: int | None) -> None:
+        super().__init__(message)
+        self.http_status = http_status
+
+    @property
+    def transient(self) -> bool:
+        return self.http_status in (408, 429) or (self.http_status or 0) >= 500
+
+
 def make_producer(settings: Settings, **overrides: Any) -> Producer:
     """An idempotent producer from the settings; `overrides` are extra librdkafka keys (tests, tuning)."""
     conf: dict[str, Any] = {
@@ -58,6 +84,8 @@ def make_producer(settings: Settings, **overrides: Any) -> Producer:
         "enable.idempotence": True,  # implies acks=all and safe internal retries
         "linger.ms": 20,
         "compression.type": "lz4",
+        "partitioner": "murmur2_random",  # the Java client's key -> partition mapping
+        "message.max.bytes": settings.producer_max_message_bytes + MESSAGE_OVERHEAD_BYTES,
         **overrides,
     }
     return Producer(conf)
@@ -84,7 +112,8 @@ def user_serializer(client: SchemaRegistryClient, subject: str, version: str = "
                 f"{client.config()['url']} ({error.error_message}). Producers never register schemas: "
                 "run `make register` (python -m producer.register) first."
             ) from error
-        raise PublishError(f"Schema Registry error for subject '{subject}': {error}") from error
+        raise RegistryError(f"Schema Registry error for subject '{subject}' at {client.config()['url']}: {error}",
+                            error.http_status_code) from error
     conf: dict[str, Any] = {
         "auto.register.schemas": False,
         # The subject is decided once (settings.subject_name_strategy), so register and publish agree.
@@ -143,11 +172,56 @@ def _dead_letter_key(raw: Any) -> bytes | None:
 
 
 def _raw_bytes(raw: Any) -> bytes:
-    """The record as the API sent it (JSON, UTF-8); lone surrogates, which UTF-8 cannot carry, stay \\u-escaped."""
+    """The record as the API sent it, minus its login secrets (JSON, UTF-8); lone surrogates, which UTF-8
+    cannot carry, stay \\u-escaped."""
+    raw = without_secrets(raw)
     try:
         return json.dumps(raw, ensure_ascii=False).encode("utf-8")
     except UnicodeEncodeError:
         return json.dumps(raw).encode("ascii")
+
+
+@dataclass(frozen=True)
+class _Target:
+    """Where and how records go: the two topics, the size limit, and what to name in dead-letter headers."""
+
+    topic: str
+    dead_letter_topic: str
+    source: str
+    max_message_bytes: int
+
+
+def _dead_letter(producer: Producer, target: _Target, raw: Any, index: int, reason: str,
+                 report: DeliveryReport) -> None:
+    """Produce one dead letter (stage transform): the raw JSON without secrets, cut to the size limit if need be."""
+    value = _raw_bytes(raw)
+    if len(value) > target.max_message_bytes:
+        reason = (f"{reason}; the raw record is {len(value)} bytes, only its first {target.max_message_bytes} "
+                  f"are kept here (PRODUCER_MAX_MESSAGE_BYTES): fetch it again from dead_letter.source")
+        value = value[: target.max_message_bytes]
+    if len(reason) > MAX_REASON_CHARS:
+        reason = reason[: MAX_REASON_CHARS - 3] + "..."
+    _produce(producer, topic=target.dead_letter_topic, key=_dead_letter_key(raw), value=value,
+             headers=dead_letter.headers(dead_letter.TRANSFORM, reason, f"{target.source}#record={index}"),
+             on_delivery=report)
+
+
+def _serialize(serializer: AvroSerializer, user: User, ctx: SerializationContext, max_bytes: int) -> bytes | str:
+    """The user's Confluent-framed Avro value, or the reason it cannot be sent (too big, or not encodable)."""
+    try:
+        value = serializer(user, ctx)
+    except REGISTRY_TRANSPORT_ERRORS as exc:
+        raise PublishError(f"lost the Schema Registry while serializing for topic {ctx.topic!r}: {exc}. "
+                           "Check it is up (`python -m stack status`) and re-run with the same seed.") from exc
+    except (SerializationError, ValueError, TypeError) as exc:
+        # Bad data the transform let through, or a registered schema that disagrees with producer/transform.py:
+        # dead-lettered with the reason, and a run where most records hit it fails its dead-letter check.
+        return (f"serialize: user {user.id} cannot be encoded with the schema registered for topic {ctx.topic!r} "
+                f"({type(exc).__name__}: {exc}); check USER_SCHEMA_VERSION and `make register`")
+    if len(value) > max_bytes:
+        return (f"serialize: the Avro value of user {user.id} is {len(value)} bytes, over the limit of "
+                f"{max_bytes} bytes (PRODUCER_MAX_MESSAGE_BYTES)")
+    return value
 
 
 def publish(
@@ -159,40 +233,30 @@ def publish(
     dead_letter_topic: str,
     source: str,
     report: DeliveryReport,
+    max_message_bytes: int = 1_000_000,
 ) -> PublishCounts:
     """Produce each (raw JSON, transform result): a User to `topic`, a Rejected to `dead_letter_topic`.
 
     `source` (the request URL) goes into the dead-letter headers with the
-    record's index, so a dead letter can be fetched again exactly.
+    record's index, so a dead letter can be fetched again exactly. A User whose
+    value would be over `max_message_bytes` (PRODUCER_MAX_MESSAGE_BYTES), or that
+    the schema cannot encode, is dead-lettered too.
     """
     key_serializer = StringSerializer("utf_8")
     value_ctx = SerializationContext(topic, MessageField.VALUE)
+    target = _Target(topic, dead_letter_topic, source, max_message_bytes)
     counts = PublishCounts()
     for index, (raw, result) in enumerate(results):
         if isinstance(result, User):
-            try:
-                value = value_serializer(result, value_ctx)
-            except REGISTRY_TRANSPORT_ERRORS as exc:
-                raise PublishError(f"lost the Schema Registry while serializing for topic {topic!r}: {exc}. "
-                                   "Check it is up (`python -m stack status`) and re-run with the same seed.") from exc
-            except (SerializationError, ValueError, TypeError) as exc:
-                # A valid User that does not fit the registered schema is a schema/code mismatch, not bad data.
-                raise PublishError(
-                    f"user {result.id} does not fit the schema registered for topic {topic!r}: {exc}. "
-                    "producer/transform.py and the registered schema disagree: check USER_SCHEMA_VERSION "
-                    "and run `make register`."
-                ) from exc
-            _produce(producer, topic=topic, key=key_serializer(result.id), value=value, on_delivery=report)
-            counts.published += 1
+            value = _serialize(value_serializer, result, value_ctx, max_message_bytes)
+            if isinstance(value, bytes):
+                _produce(producer, topic=topic, key=key_serializer(result.id), value=value, on_delivery=report)
+                counts.published += 1
+            else:
+                _dead_letter(producer, target, raw, index, value, report)
+                counts.dead_lettered += 1
         elif isinstance(result, Rejected):
-            _produce(
-                producer,
-                topic=dead_letter_topic,
-                key=_dead_letter_key(raw),
-                value=_raw_bytes(raw),
-                headers=dead_letter.headers(dead_letter.TRANSFORM, result.reason, f"{source}#record={index}"),
-                on_delivery=report,
-            )
+            _dead_letter(producer, target, raw, index, result.reason, report)
             counts.dead_lettered += 1
         else:
             raise TypeError(f"expected User or Rejected, got {type(result).__name__}")

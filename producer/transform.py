@@ -3,7 +3,9 @@
 The API's JSON is untrusted input. `transform()` never raises for any JSON
 value: it returns a `User` or a `Rejected(reason)`, and the caller publishes
 the first and dead-letters the second. Login secrets (password, salt, hashes)
-are read past, never copied.
+are read past, never copied (the source already dropped them: producer.source).
+Text longer than the bounds, or dates outside them (producer.bounds), are
+rejected with a reason naming the field and the limit.
 
 This module is also the only place the mapping between `User` and the Avro
 record (`schemas/user.avsc`) lives: `user_to_avro()` and `avro_to_user()`.
@@ -23,7 +25,9 @@ import math
 import uuid
 from dataclasses import dataclass, fields
 from datetime import datetime, timezone
-from typing import Any, Union
+from typing import Any, Callable, Union
+
+from producer.bounds import DEFAULT_BOUNDS, Bounds
 
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 
@@ -77,8 +81,9 @@ class _Invalid(Exception):
     """Internal signal: the record is invalid; carries the reason. Never escapes `transform()`."""
 
 
-def _describe(value: Any) -> str:
-    """A short, safe rendering of a bad value for a dead-letter reason."""
+def describe_value(value: Any) -> str:
+    """A short rendering of a bad value for a dead-letter reason: the only way a reason shows a value,
+    so producer.protect can withhold protected values from reasons by rendering them the same way."""
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
@@ -90,7 +95,7 @@ def _get(record: Any, path: str) -> Any:
     for key in path.split("."):
         if not isinstance(node, dict):
             where = ".".join(walked) or "record"
-            raise _Invalid(f"{where}: expected an object, got {type(node).__name__} {_describe(node)}")
+            raise _Invalid(f"{where}: expected an object, got {type(node).__name__} {describe_value(node)}")
         walked.append(key)
         if key not in node:
             raise _Invalid(f"{'.'.join(walked)}: missing")
@@ -98,12 +103,15 @@ def _get(record: Any, path: str) -> Any:
     return node
 
 
-def _text(value: Any, path: str, *, allow_empty: bool = True) -> str:
-    """A string Avro can encode: UTF-8 clean (JSON may carry lone surrogates, which Avro rejects)."""
+def _text(value: Any, path: str, bounds: Bounds, *, allow_empty: bool = True) -> str:
+    """A string Avro can encode (UTF-8 clean: JSON may carry lone surrogates, which Avro rejects), within bounds."""
     if not isinstance(value, str):
-        raise _Invalid(f"{path}: expected a string, got {type(value).__name__} {_describe(value)}")
+        raise _Invalid(f"{path}: expected a string, got {type(value).__name__} {describe_value(value)}")
     if not allow_empty and not value.strip():
         raise _Invalid(f"{path}: empty")
+    too_long = bounds.text_problem(value)
+    if too_long:
+        raise _Invalid(f"{path}: {too_long}")
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
@@ -111,44 +119,48 @@ def _text(value: Any, path: str, *, allow_empty: bool = True) -> str:
     return value
 
 
-def _str_field(record: Any, path: str, *, allow_empty: bool = True) -> str:
-    return _text(_get(record, path), path, allow_empty=allow_empty)
+def _str_field(record: Any, path: str, bounds: Bounds) -> str:
+    return _text(_get(record, path), path, bounds)
 
 
-def _uuid(record: Any, path: str) -> str:
+def _required_str(record: Any, path: str, bounds: Bounds) -> str:
+    return _text(_get(record, path), path, bounds, allow_empty=False)
+
+
+def _uuid(record: Any, path: str, bounds: Bounds) -> str:
     """The natural key must be a real UUID: it is the Kafka key and the Cassandra primary key."""
-    raw = _str_field(record, path)
+    raw = _str_field(record, path, bounds)
     try:
         return str(uuid.UUID(raw))
     except ValueError:
-        raise _Invalid(f"{path}: not a UUID: {_describe(raw)}") from None
+        raise _Invalid(f"{path}: not a UUID: {describe_value(raw)}") from None
 
 
-def _int32(record: Any, path: str) -> int:
+def _int32(record: Any, path: str, bounds: Bounds) -> int:
     """Avro `int` is 32-bit; bool is an int in Python but never a street number."""
     value = _get(record, path)
     if isinstance(value, bool) or not isinstance(value, int):
-        raise _Invalid(f"{path}: expected an integer, got {type(value).__name__} {_describe(value)}")
+        raise _Invalid(f"{path}: expected an integer, got {type(value).__name__} {describe_value(value)}")
     if not INT32_MIN <= value <= INT32_MAX:
         raise _Invalid(f"{path}: {value} does not fit a 32-bit int")
     return value
 
 
-def _int_or_text(value: Any, path: str, *, allow_empty: bool) -> str:
+def _int_or_text(value: Any, path: str, bounds: Bounds, *, allow_empty: bool) -> str:
     """Accept a string or an integer (never bool) and return text."""
     if isinstance(value, bool) or not isinstance(value, (int, str)):
-        raise _Invalid(f"{path}: expected a string or an integer, got {type(value).__name__} {_describe(value)}")
+        raise _Invalid(f"{path}: expected a string or an integer, got {type(value).__name__} {describe_value(value)}")
     if isinstance(value, int):
         try:
             value = str(value)
         except ValueError:  # more digits than Python will print
             raise _Invalid(f"{path}: integer too large") from None
-    return _text(value, path, allow_empty=allow_empty)
+    return _text(value, path, bounds, allow_empty=allow_empty)
 
 
-def _postcode(record: Any, path: str) -> str:
+def _postcode(record: Any, path: str, bounds: Bounds) -> str:
     """Int for most nationalities, string for GB, CA, NL...: always text downstream."""
-    return _int_or_text(_get(record, path), path, allow_empty=False)
+    return _int_or_text(_get(record, path), path, bounds, allow_empty=False)
 
 
 def _millis(moment: datetime) -> datetime:
@@ -160,89 +172,108 @@ def _coordinate(record: Any, path: str, limit: float) -> float:
     """The source sends coordinates as strings; accept numbers too; reject NaN and out-of-range."""
     value = _get(record, path)
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        raise _Invalid(f"{path}: expected a number or numeric string, got {type(value).__name__} {_describe(value)}")
+        raise _Invalid(f"{path}: expected a number or numeric string, got {type(value).__name__} {describe_value(value)}")
     try:
         number = float(value)
     except (ValueError, OverflowError):
-        raise _Invalid(f"{path}: not a number: {_describe(value)}") from None
+        raise _Invalid(f"{path}: not a number: {describe_value(value)}") from None
     if not math.isfinite(number) or not -limit <= number <= limit:
-        raise _Invalid(f"{path}: {_describe(value)} is outside [-{limit:g}, {limit:g}]")
+        raise _Invalid(f"{path}: {describe_value(value)} is outside [-{limit:g}, {limit:g}]")
     return number
 
 
-def _timestamp(record: Any, path: str) -> datetime:
-    """ISO 8601 ('...Z' or an offset) -> an aware UTC datetime; a naive one would be guessed, so refuse it."""
-    raw = _str_field(record, path)
+def _latitude(record: Any, path: str, bounds: Bounds) -> float:
+    return _coordinate(record, path, 90.0)
+
+
+def _longitude(record: Any, path: str, bounds: Bounds) -> float:
+    return _coordinate(record, path, 180.0)
+
+
+def _timestamp(record: Any, path: str, bounds: Bounds) -> datetime:
+    """ISO 8601 ('...Z' or an offset) -> an aware UTC datetime within bounds; a naive one would be guessed, so refuse it."""
+    raw = _str_field(record, path, bounds)
     try:
         parsed = datetime.fromisoformat(raw)
     except ValueError:
-        raise _Invalid(f"{path}: not an ISO 8601 date-time: {_describe(raw)}") from None
+        raise _Invalid(f"{path}: not an ISO 8601 date-time: {describe_value(raw)}") from None
     if parsed.tzinfo is None:
-        raise _Invalid(f"{path}: no time zone in {_describe(raw)}")
+        raise _Invalid(f"{path}: no time zone in {describe_value(raw)}")
     try:
-        return _millis(parsed.astimezone(timezone.utc))
+        moment = _millis(parsed.astimezone(timezone.utc))
     except OverflowError:
-        raise _Invalid(f"{path}: {_describe(raw)} is out of range") from None
+        raise _Invalid(f"{path}: {describe_value(raw)} is out of range") from None
+    outside = bounds.date_problem(moment)
+    if outside:
+        raise _Invalid(f"{path}: {outside}")
+    return moment
 
 
-def _national_id(record: Any) -> tuple[str, str | None]:
-    """id.name may be empty and id.value null (IR, NZ, TR, UA): both are legal, not errors."""
-    name = _get(record, "id.name")
-    name = "" if name is None else _text(name, "id.name")
-    value = _get(record, "id.value")
-    if value is None:
-        return name, None
-    return name, _int_or_text(value, "id.value", allow_empty=True)
+def _national_id_name(record: Any, path: str, bounds: Bounds) -> str:
+    """id.name may be empty or null (IR, NZ, TR, UA): both mean "none", not an error."""
+    name = _get(record, path)
+    return "" if name is None else _text(name, path, bounds)
 
 
-def _build(raw: Any, ingested_at: datetime) -> User:
+def _national_id_value(record: Any, path: str, bounds: Bounds) -> str | None:
+    """id.value is null for nationalities without one (IR, NZ, TR, UA): kept as None."""
+    value = _get(record, path)
+    return None if value is None else _int_or_text(value, path, bounds, allow_empty=True)
+
+
+# The whole mapping, in the order fields are checked (the first bad one is the reason):
+# User field <- its path in the API's JSON, and how that value is read.
+FIELDS: tuple[tuple[str, str, Callable[[Any, str, Bounds], Any]], ...] = (
+    ("national_id_name", "id.name", _national_id_name),
+    ("national_id_value", "id.value", _national_id_value),
+    ("id", "login.uuid", _uuid),
+    ("username", "login.username", _required_str),
+    ("gender", "gender", _str_field),
+    ("title", "name.title", _str_field),
+    ("first_name", "name.first", _str_field),
+    ("last_name", "name.last", _str_field),
+    ("email", "email", _required_str),
+    ("phone", "phone", _str_field),
+    ("cell", "cell", _str_field),
+    ("date_of_birth", "dob.date", _timestamp),
+    ("registered_at", "registered.date", _timestamp),
+    ("street_number", "location.street.number", _int32),
+    ("street_name", "location.street.name", _str_field),
+    ("city", "location.city", _str_field),
+    ("state", "location.state", _str_field),
+    ("country", "location.country", _str_field),
+    ("postcode", "location.postcode", _postcode),
+    ("latitude", "location.coordinates.latitude", _latitude),
+    ("longitude", "location.coordinates.longitude", _longitude),
+    ("timezone_offset", "location.timezone.offset", _str_field),
+    ("timezone_description", "location.timezone.description", _str_field),
+    ("picture_large", "picture.large", _str_field),
+    ("picture_medium", "picture.medium", _str_field),
+    ("picture_thumbnail", "picture.thumbnail", _str_field),
+    ("nationality", "nat", _required_str),
+)
+SOURCE_PATHS = {name: path for name, path, _ in FIELDS}  # User field -> dotted path in the API's JSON
+
+
+def _build(raw: Any, ingested_at: datetime, bounds: Bounds) -> User:
     """The mapping itself; raises `_Invalid` naming the first bad field."""
     if not isinstance(raw, dict):
-        raise _Invalid(f"record: expected an object, got {type(raw).__name__} {_describe(raw)}")
-    national_id_name, national_id_value = _national_id(raw)
-    return User(
-        id=_uuid(raw, "login.uuid"),
-        username=_str_field(raw, "login.username", allow_empty=False),
-        gender=_str_field(raw, "gender"),
-        title=_str_field(raw, "name.title"),
-        first_name=_str_field(raw, "name.first"),
-        last_name=_str_field(raw, "name.last"),
-        email=_str_field(raw, "email", allow_empty=False),
-        phone=_str_field(raw, "phone"),
-        cell=_str_field(raw, "cell"),
-        date_of_birth=_timestamp(raw, "dob.date"),
-        registered_at=_timestamp(raw, "registered.date"),
-        street_number=_int32(raw, "location.street.number"),
-        street_name=_str_field(raw, "location.street.name"),
-        city=_str_field(raw, "location.city"),
-        state=_str_field(raw, "location.state"),
-        country=_str_field(raw, "location.country"),
-        postcode=_postcode(raw, "location.postcode"),
-        latitude=_coordinate(raw, "location.coordinates.latitude", 90.0),
-        longitude=_coordinate(raw, "location.coordinates.longitude", 180.0),
-        timezone_offset=_str_field(raw, "location.timezone.offset"),
-        timezone_description=_str_field(raw, "location.timezone.description"),
-        national_id_name=national_id_name,
-        national_id_value=national_id_value,
-        picture_large=_str_field(raw, "picture.large"),
-        picture_medium=_str_field(raw, "picture.medium"),
-        picture_thumbnail=_str_field(raw, "picture.thumbnail"),
-        nationality=_str_field(raw, "nat", allow_empty=False),
-        ingested_at=ingested_at,
-    )
+        raise _Invalid(f"record: expected an object, got {type(raw).__name__} {describe_value(raw)}")
+    return User(**{name: read(raw, path, bounds) for name, path, read in FIELDS}, ingested_at=ingested_at)
 
 
-def transform(raw: Any, ingested_at: datetime) -> TransformResult:
+def transform(raw: Any, ingested_at: datetime, bounds: Bounds = DEFAULT_BOUNDS) -> TransformResult:
     """Map one API record to a `User`, or say why not. Never raises for JSON input.
 
     `ingested_at` is passed in (not read from the clock here) so a batch shares
     one timestamp and tests are deterministic; it must be timezone-aware.
+    `bounds` caps text lengths and date ranges (see producer.bounds).
     """
     if ingested_at.tzinfo is None:
         # A programming error in the caller, not bad data: fail loudly.
         raise ValueError("ingested_at must be timezone-aware (use datetime.now(timezone.utc))")
     try:
-        return _build(raw, _millis(ingested_at.astimezone(timezone.utc)))
+        return _build(raw, _millis(ingested_at.astimezone(timezone.utc)), bounds)
     except _Invalid as invalid:
         return Rejected(str(invalid))
     except RecursionError:

@@ -20,6 +20,7 @@ from core.settings import Settings
 from producer import register
 from producer.pipeline import check_schema_registered, run
 from producer.publish import SchemaNotRegisteredError
+from producer.redact import LOGIN_SECRETS, without_secrets
 from producer.registry import SCHEMAS_DIR, RegistryUnavailable, make_client
 from producer.source import DataSourceError
 from producer.transform import Rejected, User, avro_to_user, transform
@@ -101,7 +102,8 @@ def test_malformed_records_reach_the_dead_letter_topic_with_their_reason(stack_s
         page = int(headers[dead_letter.SOURCE].split("page=")[1].split("#")[0])
         index = (page - 1) * 40 + int(headers[dead_letter.SOURCE].split("#record=")[1])
         assert headers[dead_letter.SOURCE].startswith(settings.datasource_url)
-        assert json.loads(letter.value()) == raws[index]  # the raw JSON, untouched
+        assert json.loads(letter.value()) == without_secrets(raws[index])  # the raw JSON minus the login secrets
+        assert not set(LOGIN_SECRETS) & set((json.loads(letter.value()).get("login") or {}))
         seen[index] = headers[dead_letter.REASON]
     assert seen == {i: r.reason for i, r in rejected.items()}
 

@@ -13,8 +13,10 @@ import fastavro
 import pytest
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
+from core.settings import Settings
+from producer.bounds import Bounds
 from producer.registry import SCHEMAS_DIR
-from producer.transform import USER_FIELDS, Rejected, User, avro_to_user, transform, user_to_avro
+from producer.transform import SOURCE_PATHS, USER_FIELDS, Rejected, User, avro_to_user, transform, user_to_avro
 from standin.randomuser import ALL_NATS, generate
 
 SAMPLES = json.loads((Path(__file__).parent / "data" / "randomuser_v1_4.json").read_text(encoding="utf-8"))["results"]
@@ -260,3 +262,54 @@ def test_damaged_real_records_never_raise(changes):
                 else:
                     node[path[-1]] = value
     _check_never_raises(raw)
+
+
+# --- Bounds: over-long text and out-of-range dates are dead-lettered with the limit -----------
+
+def test_text_at_the_limit_passes_and_one_more_character_is_rejected():
+    assert ok(mutated(US, "name.first", "J" * 1024)).first_name == "J" * 1024
+    result = transform(mutated(US, "name.first", "J" * 1025), NOW)
+    assert result == Rejected("name.first: 1025 characters, over the limit of 1024 (TRANSFORM_MAX_STRING_LENGTH)")
+
+
+@pytest.mark.parametrize("path,value", [
+    ("email", "a" * 60 + "@example.com"), ("location.postcode", 10**60), ("id.value", "9" * 61),
+    ("picture.large", "https://randomuser.me/" + "x" * 50), ("location.timezone.description", "Z" * 61),
+])
+def test_every_text_field_is_bounded_by_the_configured_length(path, value):
+    result = transform(mutated(US, path, value), NOW, Bounds(max_string_length=60))
+    assert isinstance(result, Rejected) and result.reason.startswith(f"{path}: ")
+    assert "over the limit of 60 (TRANSFORM_MAX_STRING_LENGTH)" in result.reason
+
+
+@pytest.mark.parametrize("path,value,reason", [
+    ("dob.date", "2300-01-01T00:00:00.000Z",
+     "dob.date: 2300-01-01T00:00:00+00:00 is after 2200-01-01 (TRANSFORM_MAX_DATE)"),
+    ("registered.date", "1899-12-31T23:59:59.000Z",
+     "registered.date: 1899-12-31T23:59:59+00:00 is before 1900-01-01 (TRANSFORM_MIN_DATE)"),
+    ("dob.date", "1900-01-01T00:30:00+01:00",  # 1899-12-31T23:30Z once in UTC
+     "dob.date: 1899-12-31T23:30:00+00:00 is before 1900-01-01 (TRANSFORM_MIN_DATE)"),
+])
+def test_dates_outside_the_configured_range_are_rejected(path, value, reason):
+    bounds = Bounds.from_settings(Settings(transform_min_date="1900-01-01"))
+    assert transform(mutated(US, path, value), NOW, bounds) == Rejected(reason)
+    assert isinstance(transform(mutated(US, path, "1900-01-01T00:00:00Z"), NOW, bounds), User)
+
+
+@pytest.mark.parametrize("update,match", [
+    ({"transform_max_date": "2200-13-01"}, r"TRANSFORM_MAX_DATE='2200-13-01' is not a date in YYYY-MM-DD form"),
+    ({"transform_min_date": "yesterday"}, r"TRANSFORM_MIN_DATE='yesterday' is not a date"),
+    ({"transform_min_date": "2300-01-01"}, r"TRANSFORM_MIN_DATE \(2300-01-01\) must be before TRANSFORM_MAX_DATE"),
+])
+def test_bad_date_bounds_are_a_clear_error_naming_the_setting(update, match):
+    with pytest.raises(ValueError, match=match):
+        Bounds.from_settings(Settings(**update))
+
+
+def test_every_user_field_has_its_source_path():
+    assert set(SOURCE_PATHS) | {"ingested_at"} == set(USER_FIELDS)
+    for name, path in SOURCE_PATHS.items():
+        if name in ("national_id_name", "national_id_value"):
+            continue  # null is legal there
+        result = transform(mutated(US, path, delete=True), NOW)
+        assert result == Rejected(f"{path}: missing"), name
