@@ -24,6 +24,9 @@ What `from_avro(..., {"mode": "PERMISSIVE"})` really does in Spark 3.5.7
     decoded record is re-encoded with its writer schema (`to_avro`) and the
     length compared with the payload; Avro binary is canonical for our types
     (minimal varints, no blocked arrays), so a difference means leftover bytes;
+  * `to_avro` must never throw, or one record fails the batch on every
+    restart: it throws on a timestamp before 1900 unless the session's rebase
+    modes are CORRECTED (spark/session.py sets them; `decode` checks);
   * a corrupt length prefix makes Avro allocate up to 2 GB: OutOfMemoryError
     is fatal and kills the JVM, PERMISSIVE or not. spark/session.py sets
     Avro's own limits (org.apache.avro.limits.*) so it throws a catchable
@@ -52,6 +55,8 @@ from spark.registry import CompatibilityCheck, SchemaSnapshot
 
 HEADER_BYTES = 5
 MAX_SCHEMA_ID = 2**31 - 1
+# The settings to_avro reads; EXCEPTION (Spark 3.5's default) throws on timestamps before 1900.
+REBASE_WRITE_KEYS = ("spark.sql.avro.datetimeRebaseModeInWrite",)
 UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 
 
@@ -128,6 +133,17 @@ def _id_reasons(ids: dict[int, str]) -> Column | None:
     return _by_schema_id({sid: F.lit(reason) for sid, reason in ids.items()}) if ids else None
 
 
+def require_corrected_rebase(spark: Any) -> None:
+    """Refuse to decode in a session whose `to_avro` would throw on a valid pre-1900 timestamp (see spark/session.py)."""
+    wrong = {key: spark.conf.get(key, None) for key in REBASE_WRITE_KEYS}
+    wrong = {key: value for key, value in wrong.items() if (value or "").upper() != "CORRECTED"}
+    if wrong:
+        raise RuntimeError(
+            f"this SparkSession has {wrong}: to_avro would throw on dates before 1900 and stop the stream; "
+            "build the session with spark.session.build_spark_session (it sets them to CORRECTED)"
+        )
+
+
 def decode(framed: DataFrame, snapshot: SchemaSnapshot, registry_url: str = "the registry") -> DataFrame:
     """Decode every header-valid record with its own writer schema into the reader schema; set `reason` for the rest.
 
@@ -135,6 +151,7 @@ def decode(framed: DataFrame, snapshot: SchemaSnapshot, registry_url: str = "the
     branches of one CASE expression (the same result as filtering per id and
     unioning, without scanning the batch once per id).
     """
+    require_corrected_rebase(framed.sparkSession)
     reader = snapshot.reader
     writers = {**snapshot.writers, reader.id: reader.schema}
     payload = _payload()
@@ -187,8 +204,17 @@ def decode(framed: DataFrame, snapshot: SchemaSnapshot, registry_url: str = "the
     return stage.withColumn("reason", reason).drop("_consumed")
 
 
-def good_rows(decoded: DataFrame) -> DataFrame:
-    """The rows to write: reader fields flattened, plus which schema and Kafka position each came from."""
+# The consumed record, carried beside a row so that a row Cassandra refuses can be dead-lettered as it came.
+SOURCE_COLUMNS = {"_source_key": "key", "_source_value": "value", "_source_headers": "headers"}
+
+
+def good_rows(decoded: DataFrame, keep_source: bool = False) -> DataFrame:
+    """The rows to write: reader fields flattened, plus which schema and Kafka position each came from.
+
+    `keep_source` adds the consumed key, value and headers as `_source_*`
+    columns (never written to Cassandra, see spark/sink.py).
+    """
+    source = [F.col(original).alias(name) for name, original in SOURCE_COLUMNS.items()] if keep_source else []
     return decoded.where(F.col("reason").isNull()).select(
         "user.*",
         F.col("schema_id"),
@@ -196,6 +222,7 @@ def good_rows(decoded: DataFrame) -> DataFrame:
         F.col("partition").alias("kafka_partition"),
         F.col("offset").alias("kafka_offset"),
         F.col("timestamp").alias("kafka_timestamp"),
+        *source,
     )
 
 

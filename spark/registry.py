@@ -14,12 +14,20 @@ rows are written in without a restart.
 Lookups go through confluent-kafka's SchemaRegistryClient (the same client
 the producer uses), so any Confluent-compatible registry works (Confluent,
 Apicurio's /apis/ccompat/v7, Karapace).
+
+A "not found" for a schema id is not final at once: a registry restarting
+with in-memory storage, a replica that has not caught up, or a producer that
+registered a moment ago can all answer 404 for an id that is about to exist.
+So an id is declared unknown (its records dead-lettered) only after it has
+been missing for `not_found_grace` seconds (REGISTRY_NOT_FOUND_GRACE_SECONDS);
+until then `update` raises SchemaNotFoundYet and the job retries the batch.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -37,6 +45,19 @@ CompatibilityCheck = Callable[[str, str], "str | None"]
 
 class RegistryError(RuntimeError):
     """The registry could not be asked, or answered something the pipeline cannot use."""
+
+
+class RegistryUnreachable(RegistryError):
+    """The registry did not answer, or answered 408/429/5xx after the client's own retries: worth waiting for."""
+
+
+class SchemaNotFoundYet(RegistryError):
+    """Schema ids the registry does not know yet, still within the not-found grace: wait, do not dead-letter."""
+
+    def __init__(self, ids: list[int], url: str, grace: float):
+        super().__init__(f"schema id(s) {', '.join(map(str, ids))} not found at {url}; "
+                         f"waiting up to {grace:.0f} s (REGISTRY_NOT_FOUND_GRACE_SECONDS) for them to be registered")
+        self.ids = ids
 
 
 @dataclass(frozen=True)
@@ -72,10 +93,15 @@ class RegistryClient:
         return cls(make_client(settings))
 
     def _unreachable(self, what: str, exc: BaseException) -> RegistryError:
-        return RegistryError(
+        return RegistryUnreachable(
             f"schema registry at {self.url} did not answer {what} ({type(exc).__name__}: {exc}); is it running? "
             "`python -m stack status` shows the embedded stack"
         )
+
+    def _refused(self, what: str, error: SchemaRegistryError) -> RegistryError:
+        """An error answer; a busy or failing registry (408, 429, 5xx) is worth waiting for, the rest is not."""
+        busy = error.http_status_code in (408, 429) or error.http_status_code >= 500
+        return (RegistryUnreachable if busy else RegistryError)(f"{self.url}: {what}: {error}")
 
     def schema_by_id(self, schema_id: int) -> RegisteredSchema | None:
         """The schema registered under an id, or None when the registry has no such id (HTTP 404)."""
@@ -84,7 +110,7 @@ class RegistryClient:
         except SchemaRegistryError as error:
             if is_not_found(error):
                 return None
-            raise RegistryError(f"{self.url}: schema id {schema_id}: {error}") from error
+            raise self._refused(f"schema id {schema_id}", error) from error
         except REGISTRY_TRANSPORT_ERRORS as exc:
             raise self._unreachable(f"GET /schemas/ids/{schema_id}", exc) from exc
         return RegisteredSchema(id=schema_id, schema=schema.schema_str, schema_type=schema.schema_type or "AVRO")
@@ -103,7 +129,7 @@ class RegistryClient:
                 raise RegistryError(
                     f"subject {subject!r} has no version {version} at {self.url}: register the schema first (`make register`)"
                 ) from error
-            raise RegistryError(f"{self.url}: subject {subject!r} version {version}: {error}") from error
+            raise self._refused(f"subject {subject!r} version {version}", error) from error
         except REGISTRY_TRANSPORT_ERRORS as exc:
             raise self._unreachable(f"GET /subjects/{subject}/versions/{version}", exc) from exc
         return RegisteredSchema(id=registered.schema_id, schema=registered.schema.schema_str, subject=subject,
@@ -132,6 +158,9 @@ class SchemaBook:
     writers: dict[int, str] = field(default_factory=dict)
     incompatible: dict[int, str] = field(default_factory=dict)
     foreign: dict[int, str] = field(default_factory=dict)  # ids of non-Avro schemas, never readable
+    not_found_grace: float = 0.0  # seconds an id may be missing before its records are dead-lettered
+    clock: Callable[[], float] = time.monotonic
+    missing_since: dict[int, float] = field(default_factory=dict)  # first "not found" per id
 
     def load_reader(self) -> bool:
         """(Re)read the reader version; True when it changed, so column checks must be redone."""
@@ -152,12 +181,17 @@ class SchemaBook:
         """Fetch the ids not seen before; return the batch's snapshot and whether the reader changed."""
         reader_changed = self.reader is None and self.load_reader()
         new_ids = sorted(set(schema_ids) - set(self.writers))
-        unknown = set()
+        unknown, pending = set(), []
         for schema_id in new_ids:
             registered = self.client.schema_by_id(schema_id)
             if registered is None:
-                unknown.add(schema_id)
+                first = self.missing_since.setdefault(schema_id, self.clock())
+                if self.clock() - first < self.not_found_grace:
+                    pending.append(schema_id)
+                else:
+                    unknown.add(schema_id)
                 continue
+            self.missing_since.pop(schema_id, None)
             self.writers[schema_id] = registered.schema
             log.info("writer schema id %s (%s) fetched from the registry", schema_id, registered.schema_type)
             if registered.schema_type != "AVRO":
@@ -166,6 +200,8 @@ class SchemaBook:
             why = self.foreign.get(schema_id) or self._why_unreadable(registered.schema)
             if why:
                 self.incompatible[schema_id] = why
+        if pending:
+            raise SchemaNotFoundYet(pending, getattr(self.client, "url", "the registry"), self.not_found_grace)
         if new_ids and self.reader_version == "latest":
             # A new writer id may be a new version: make it the reader before decoding it.
             reader_changed = self.load_reader() or reader_changed

@@ -1,10 +1,13 @@
 """Where decoded batches go: good rows to Cassandra, poison records to the dead-letter topic.
 
 Both sinks have the same shape, `write(df)`, and are called from the stream
-job's foreachBatch. foreachBatch is at-least-once (a batch can be replayed
-after a crash), so both writes must tolerate replays: Cassandra writes are
-upserts by primary key, and a replayed dead letter is a duplicate a human can
-see (same source topic/partition/offset header), not a loss.
+job's foreachBatch (spark/batch.py). foreachBatch is at-least-once (a batch
+can be replayed after a crash), so both writes must tolerate replays:
+Cassandra writes are upserts by primary key, and a replayed dead letter is a
+duplicate a human can see (same source topic/partition/offset header), not a
+loss. Columns whose name starts with `_` ride along with the rows (the
+original Kafka key, value and headers, for a row Cassandra refuses) and are
+never written to Cassandra.
 """
 
 from __future__ import annotations
@@ -44,10 +47,15 @@ class SchemaMismatchError(RuntimeError):
 
 
 def latest_per_key(rows: DataFrame) -> DataFrame:
-    """One row per id, the last one Kafka has: within a batch the connector's write order is not the Kafka order."""
-    newest_first = Window.partitionBy(KEY).orderBy(
-        F.col("kafka_timestamp").desc(), F.col("kafka_partition").desc(), F.col("kafka_offset").desc()
-    )
+    """One row per id, the last one Kafka has: within a batch the connector's write order is not the Kafka order.
+
+    "Last" is the highest position, never the timestamp: producers key by id,
+    so one id's records are in one partition, in offset order, and a record's
+    timestamp is the producer's clock, which can go backwards. Partition
+    breaks a tie only if a key ever moved partitions (more partitions added).
+    Across batches the same rule holds, since later batches have later offsets.
+    """
+    newest_first = Window.partitionBy(KEY).orderBy(F.col("kafka_offset").desc(), F.col("kafka_partition").desc())
     return rows.withColumn("_rank", F.row_number().over(newest_first)).where("_rank = 1").drop("_rank")
 
 
@@ -118,9 +126,13 @@ class CassandraSink:
         log.info("%s can hold %s", where, what)
 
     def write(self, rows: DataFrame) -> None:
-        """Upsert: a replayed batch rewrites the same rows with the same values."""
+        """Upsert one row per id: a replayed batch rewrites the same rows with the same values."""
+        self.save(latest_per_key(rows))
+
+    def save(self, rows: DataFrame) -> None:
+        """Upsert these rows as they are (already one per id); `_` columns are left out."""
         (
-            latest_per_key(rows)
+            rows.select(*[name for name in rows.columns if not name.startswith("_")])
             .write.format(CASSANDRA_FORMAT)
             .options(keyspace=self.keyspace, table=self.table)
             .mode("append")
@@ -129,31 +141,37 @@ class CassandraSink:
 
 
 class DeadLetterSink:
-    """Publishes undecodable records to settings.dead_letter_topic: original key and bytes, reason in headers."""
+    """Publishes records that cannot go on to settings.dead_letter_topic: original key and bytes, why in headers.
+
+    Input columns: key, value, headers (as consumed), topic, partition,
+    offset, schema_id (null when the header had none) and reason.
+    """
 
     def __init__(self, settings: Settings):
         self.settings = settings
         self.topic = settings.dead_letter_topic
 
     @staticmethod
-    def headers() -> F.Column:
-        """Original headers (if any), then stage, reason and source as core/dead_letter.py defines them."""
+    def headers(stage: str = dead_letter.DECODE) -> F.Column:
+        """Original headers (if any), then stage, reason, source and schema id as core/dead_letter.py defines them."""
         def header(key: str, value: F.Column) -> F.Column:
             return F.struct(F.lit(key).alias("key"), value.cast("binary").alias("value"))
 
         source = F.concat_ws("/", F.col("topic"), F.col("partition").cast("string"), F.col("offset").cast("string"))
         ours = F.array(
-            header(dead_letter.STAGE, F.lit(dead_letter.DECODE)),
+            header(dead_letter.STAGE, F.lit(stage)),
             header(dead_letter.REASON, F.col("reason")),
             header(dead_letter.SOURCE, source),
+            header(dead_letter.SCHEMA_ID, F.col("schema_id").cast("string")),
         )
+        ours = F.filter(ours, lambda h: h["value"].isNotNull())  # no schema id header when the header had none
         no_headers = F.array().cast("array<struct<key:string,value:binary>>")
         return F.concat(F.coalesce(F.col("headers"), no_headers), ours)
 
-    def write(self, dead: DataFrame) -> None:
+    def write(self, dead: DataFrame, stage: str = dead_letter.DECODE) -> None:
         """Key and value byte-for-byte as consumed, so a fixed record can be replayed as is."""
         (
-            dead.select("key", "value", self.headers().alias("headers"))
+            dead.select("key", "value", self.headers(stage).alias("headers"))
             .write.format("kafka")
             .options(**kafka_options(self.settings))
             .option("topic", self.topic)

@@ -26,19 +26,32 @@ must be passed on the command line):
       --driver-java-options "-Dorg.apache.avro.limits.string.maxLength=8388608 -Dorg.apache.avro.limits.bytes.maxLength=8388608 -Dorg.apache.avro.limits.collectionItems.maxLength=8388608" \\
       spark/stream_job.py --available-now
 
+Faults: one record never stops the job (a record that cannot be decoded,
+or that Cassandra refuses, is dead-lettered with stage `decode` or `write`).
+Cassandra, the registry or a Kafka broker being away, at start or mid-stream,
+is waited out with backoff for up to STREAM_FAULT_RETRY_SECONDS (spark/faults.py
+says what counts as transient); a query that Spark's Kafka source stopped is
+restarted from its checkpoint within the same bound. The job's state
+(running / waiting for a service / failed with batch, offsets and a hint)
+is in <checkpoint>/../<name>.state.json (core/job_state.py).
+
 Exit status: 0 when --once/--available-now has drained the topic; 1 when a
-service is down or not ready at start, or the query fails (one line on stderr
-says which and what to do); 130 when interrupted.
+service stayed away past the bound, the schema or table is not ready, or the
+query fails otherwise (one line on stderr says which and what to do, and the
+state file says `failed`); 130 when interrupted.
 
 Everything else (Kafka, registry, Cassandra, topics, checkpoint) comes from
 the environment: see core/settings.py. Before the first run the stack
 must be up with the schema registered and the table created:
 `make up`, `make register`, `make cassandra-schema`.
+The batch itself lives in spark/batch.py.
 
-Progress: Spark's offsets live in the checkpoint (SPARK_CHECKPOINT_DIR), not
-in a consumer group. After every batch the job also writes
+Progress: Spark's offsets live in the checkpoint (SPARK_CHECKPOINT_DIR),
+which decides where a restart resumes. After every batch the job also writes
 <checkpoint>/../<name>.progress.json (counts, end offsets per partition),
-which `make status` reads; each batch is logged as one line.
+which `make status` reads, logs one line, and commits the batch's end offsets
+to the consumer group SPARK_CONSUMER_GROUP, so `kafka-consumer-groups.sh
+--describe --group userstream-spark` and Control Center show the job's lag.
 
 Schema evolution: ALTER TABLE first
 (`python -m core.cassandra_schema --add-columns-for schemas/new.avsc`),
@@ -62,25 +75,27 @@ if __package__ in (None, ""):
 
 import argparse  # noqa: E402
 import logging  # noqa: E402
-import time  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
+from typing import Any  # noqa: E402
 
-from pyspark import StorageLevel  # noqa: E402
-from pyspark.sql import DataFrame, SparkSession  # noqa: E402
-from pyspark.sql import functions as F  # noqa: E402
 from pyspark.errors import StreamingQueryException  # noqa: E402
+from pyspark.sql import DataFrame, SparkSession  # noqa: E402
 from pyspark.sql.streaming import StreamingQuery  # noqa: E402
 
-from core.cassandra_schema import CassandraUnavailable  # noqa: E402
+from core.job_state import job_state_path  # noqa: E402
 from core.settings import Settings, load_settings  # noqa: E402
-from core.topics import TopicError, ensure_pipeline_topics  # noqa: E402
-from spark.decode import avro_compatibility, dead_rows, decode, good_rows, with_header  # noqa: E402
-from spark.kafka_options import kafka_options  # noqa: E402
-from spark.progress import next_progress, progress_path, read_progress, write_progress  # noqa: E402
 from core.subjects import user_subject  # noqa: E402
-from spark.registry import RegistryClient, RegistryError, SchemaBook  # noqa: E402
+from core.topics import ensure_pipeline_topics  # noqa: E402
+from spark.batch import BatchProcessor  # noqa: E402
+from spark.consumer_group import GroupCommitter  # noqa: E402
+from spark.decode import avro_compatibility  # noqa: E402
+from spark.faults import (  # noqa: E402
+    CASSANDRA, KAFKA, REGISTRY, FaultRider, StateReporter, describe, failure_error, is_ours,
+)
+from spark.kafka_options import kafka_options  # noqa: E402
+from spark.progress import progress_path, read_progress  # noqa: E402
+from spark.registry import RegistryClient, SchemaBook  # noqa: E402
 from spark.session import MissingJarsError, build_spark_session  # noqa: E402
-from spark.sink import CassandraSink, DeadLetterSink, SchemaMismatchError  # noqa: E402
 
 log = logging.getLogger("spark.stream_job")
 
@@ -108,30 +123,8 @@ class JobOptions:
         return cls(**{**base.__dict__, **{k: v for k, v in overrides.items() if v is not None}})
 
 
-@dataclass(frozen=True)
-class BatchSummary:
-    """What the header pass learned about a batch: size, schema ids, how far each partition got."""
-
-    records_in: int
-    schema_ids: list[int]
-    end_offsets: dict[str, dict[str, int]]
-
-
-def summarize(framed: DataFrame) -> BatchSummary:
-    """One small aggregation: counts, valid schema ids and next offsets per partition."""
-    rows = framed.groupBy("topic", "partition", "schema_id").agg(
-        F.count(F.lit(1)).alias("records"), F.max("offset").alias("last_offset")
-    ).collect()
-    end_offsets: dict[str, dict[str, int]] = {}
-    for row in rows:
-        parts = end_offsets.setdefault(row.topic, {})
-        parts[str(row.partition)] = max(parts.get(str(row.partition), 0), row.last_offset + 1)
-    ids = sorted({row.schema_id for row in rows if row.schema_id is not None})
-    return BatchSummary(sum(row.records for row in rows), ids, end_offsets)
-
-
 class UserStreamJob:
-    """The stream's wiring: schema book, sinks and progress file around one foreachBatch function."""
+    """The stream's wiring: schema book, fault rider, state file and the batch processor around one query."""
 
     def __init__(self, spark: SparkSession, settings: Settings, options: JobOptions):
         self.spark = spark
@@ -142,79 +135,38 @@ class UserStreamJob:
             subject=user_subject(settings),
             reader_version=settings.user_schema_version,
             compatibility=avro_compatibility(spark),
+            not_found_grace=settings.registry_not_found_grace_seconds,
         )
-        self.sink = CassandraSink(settings, spark)
-        self.dead_letters = DeadLetterSink(settings)
-        self.progress_file = progress_path(options.checkpoint)
+        self.state = StateReporter(job_state_path(options.checkpoint))
+        self.rider = FaultRider(settings.stream_fault_retry_seconds, on_wait=self.state.waiting, on_recover=self.state.running)
+        self.processor = BatchProcessor(spark, settings, self.book, self.rider, progress_path(options.checkpoint),
+                                        options.query_name, GroupCommitter(settings).commit)
+        self.sink = self.processor.sink
+        self.query: StreamingQuery | None = None
 
     def prepare(self) -> None:
-        """Fail before the first batch if the reader schema or the table is not ready; create missing topics.
+        """Before the first batch: the reader schema, a table that can hold it, and the topics (created if missing).
 
         Spark's Kafka source fails on a topic that does not exist yet, and a
-        dead-letter write to a missing topic blocks, then fails the batch.
+        dead-letter write to a missing topic blocks, then fails the batch. A
+        service that is away is waited for, like mid-stream.
         """
-        self.book.load_reader()
-        self.sink.check_columns(self.book.reader)
-        created = ensure_pipeline_topics(self.settings)
+        self.rider.call(REGISTRY, self.book.load_reader, "start: reading the reader schema")
+        self.rider.call(CASSANDRA, lambda: self.sink.check_columns(self.book.reader), "start: checking the table")
+        self.processor.checked_reader_id = self.book.reader.id
+        created = self.rider.call(KAFKA, lambda: ensure_pipeline_topics(self.settings), "start: checking the topics")
         if created:
             log.info("created topics %s", ", ".join(created))
 
     def process_batch(self, batch: DataFrame, batch_id: int) -> None:
-        """Decode one micro-batch, write good rows and dead letters, record progress; raise to stop the query."""
-        started = time.monotonic()
-        framed = with_header(batch).persist(StorageLevel.MEMORY_AND_DISK)
-        decoded = None
-        try:
-            summary = summarize(framed)
-            ok = dead = written = 0
-            if summary.records_in:
-                snapshot, reader_changed = self.book.update(summary.schema_ids)
-                if reader_changed:
-                    self.sink.check_columns(snapshot.reader)
-                decoded = decode(framed, snapshot, self.settings.schema_registry_url).persist(StorageLevel.MEMORY_AND_DISK)
-                ok, dead, written = self._count(decoded)
-                if dead:
-                    self.dead_letters.write(dead_rows(decoded))
-                if ok:
-                    self.sink.write(good_rows(decoded))
-            self._record(batch_id, summary, ok, dead, written, time.monotonic() - started)
-        finally:
-            framed.unpersist()
-            if decoded is not None:
-                decoded.unpersist()
-
-    @staticmethod
-    def _count(decoded: DataFrame) -> tuple[int, int, int]:
-        """(decoded, dead-lettered, distinct keys to write) in one pass over the cached batch."""
-        good = F.col("reason").isNull()
-        row = decoded.agg(
-            F.count(F.when(good, 1)).alias("ok"),
-            F.count(F.when(~good, 1)).alias("dead"),
-            F.countDistinct(F.when(good, F.col("user.id"))).alias("keys"),
-        ).first()
-        return row.ok, row.dead, row.keys
-
-    def _record(self, batch_id: int, summary: BatchSummary, ok: int, dead: int, written: int, seconds: float) -> None:
-        """One log line and the progress file per batch."""
-        log.info(
-            "batch %d: %d records in, %d rows written (%d decoded), %d dead-lettered, schema ids %s, %.2f s",
-            batch_id, summary.records_in, written, ok, dead, summary.schema_ids, seconds,
-        )
-        batch = {
-            "records_in": summary.records_in,
-            "decoded": ok,
-            "rows_written": written,
-            "dead_lettered": dead,
-            "schema_ids": summary.schema_ids,
-            "duration_seconds": round(seconds, 3),
-        }
-        reader_id = self.book.reader.id if self.book.reader else None
-        record = next_progress(read_progress(self.progress_file), self.options.query_name, batch_id, batch, summary.end_offsets, reader_id)
-        write_progress(self.progress_file, record)
+        """The foreachBatch function (spark/batch.py); a batch that made it through means the job is running."""
+        self.processor.process(batch, batch_id)
+        self.state.running()
 
     def start(self) -> StreamingQuery:
         """Start the streaming query (checks first); the caller awaits or stops it."""
         self.prepare()
+        self.processor.failure = None
         opts = self.options
         source = (
             self.spark.readStream.format("kafka")
@@ -237,17 +189,48 @@ class UserStreamJob:
             writer = writer.trigger(once=True)
         else:
             writer = writer.trigger(processingTime=opts.interval)
-        query = writer.start()
+        self.query = writer.start()
+        self.state.running()
         log.info(
             "query %s started: topic %s -> %s.%s, dead letters -> %s, checkpoint %s, trigger %s",
             opts.query_name, self.settings.users_topic, self.settings.cassandra_keyspace, self.settings.cassandra_table,
             self.settings.dead_letter_topic, opts.checkpoint, opts.interval if opts.trigger == "processing" else opts.trigger,
         )
-        return query
+        return self.query
+
+    def run(self) -> None:
+        """Start the query and wait for it; restart it from the checkpoint while Spark's Kafka source cannot reach Kafka.
+
+        Spark's own Kafka source (the offsets between batches) fails the
+        query outright when the brokers stay away; the checkpoint makes a
+        restart resume exactly there. A batch that failed raises its own
+        exception (not Spark's wrapper), so it is classified as itself.
+        """
+        def run_query() -> None:
+            query = self.start()
+            try:
+                query.awaitTermination()
+            except StreamingQueryException as exc:
+                if self.processor.failure is not None:
+                    raise self.processor.failure.error from exc
+                raise
+
+        self.rider.call(KAFKA, run_query, f"query {self.options.query_name}", healthy_since=lambda: self.processor.last_batch_done)
+
+    def stopped(self, error: BaseException) -> dict[str, Any]:
+        """Write the `failed` state for `error`; the batch and offsets it stopped at, else where the job would resume."""
+        failure = self.processor.failure
+        if failure is not None and (failure.error is error or error.__cause__ is failure.error):
+            batch_id, offsets = failure.batch_id, failure.offsets
+        else:
+            batch_id, offsets = None, (read_progress(progress_path(self.options.checkpoint)) or {}).get("end_offsets")
+        record = failure_error(error, batch_id, offsets)
+        self.state.failed(record)
+        return record
 
 
 def main(args: argparse.Namespace) -> int:
-    """Build the session, start the query, wait for it; a failed query raises with Spark's reason."""
+    """Build the session, run the query until it ends; a failure exits 1 with one line saying what to do."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("py4j").setLevel(logging.WARNING)  # one line per callback otherwise
     settings = load_settings()
@@ -263,33 +246,40 @@ def main(args: argparse.Namespace) -> int:
     try:
         spark = build_spark_session(settings, options.query_name, master=args.master)
     except MissingJarsError as exc:
-        return fail(exc)
+        StateReporter(job_state_path(options.checkpoint)).failed(failure_error(exc, None, None))
+        return fail(str(exc))
     spark.sparkContext.setLogLevel("WARN")
+    job = None
     try:
-        query = UserStreamJob(spark, settings, options).start()
-        query.awaitTermination()
-    except STARTUP_ERRORS as exc:
-        return fail(exc)
-    except StreamingQueryException as exc:
-        return fail(f"query {options.query_name} failed; its last batch was not committed and is decoded again "
-                    f"on the next start. Spark's reason:\n{exc}")
+        job = UserStreamJob(spark, settings, options)
+        job.run()
     except KeyboardInterrupt:
         log.info("interrupted: stopping query %s (the current batch is replayed on the next start)", options.query_name)
-        query.stop()
+        if job is not None and job.query is not None:
+            job.query.stop()
         return 130
+    except Exception as exc:  # every way the job ends badly: recorded in the state file, one line on stderr, exit 1
+        if not is_ours(exc):
+            log.error("query %s stopped", options.query_name, exc_info=exc)  # the JVM trace, for whoever digs deeper
+        record = job.stopped(exc) if job is not None else failure_error(exc, None, None)
+        return fail(failure_line(exc, record))
     finally:
         spark.stop()
     return 0
 
 
-# What a start can fail on before any record is read (a service down, the schema or table not
-# ready): each message already names the service and what to do, so the job prints it and exits 1.
-STARTUP_ERRORS = (RegistryError, CassandraUnavailable, SchemaMismatchError, TopicError)
+def failure_line(exc: BaseException, record: dict[str, Any]) -> str:
+    """The one line a user sees last: what stopped the job, where, and what to do."""
+    what = (" ".join(str(exc).split()) if is_ours(exc) else describe(exc, limit=1000)).rstrip(".")
+    where = ""
+    if record.get("batch_id") is not None:
+        where = f" (batch {record['batch_id']} was not committed and is redone from the checkpoint on restart)"
+    return f"{what}{where}. {record['hint']}"
 
 
-def fail(error: object) -> int:
+def fail(message: str) -> int:
     """The message on stderr, without a Python traceback that would bury it; exit status 1."""
-    print(f"spark.stream_job: {error}", file=sys.stderr)
+    print(f"spark.stream_job: {message}", file=sys.stderr)
     return 1
 
 

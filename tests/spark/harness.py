@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, ConsumerGroupTopicPartitions, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
@@ -74,9 +74,10 @@ class Corner:
     _cassandra: Any = None  # one cassandra-driver Cluster for every query of the test, not one per poll
 
     @classmethod
-    def create(cls, tmp_path: Path, name: str) -> Corner:
+    def create(cls, tmp_path: Path, name: str, base: Settings | None = None) -> Corner:
+        """A corner of the shared stack, or of the stack `base` points at (tests/faults' private one)."""
         token = uuid.uuid4().hex[:8]
-        base = load_settings()
+        base = base or load_settings()
         require_stack(base)
         settings = base.model_copy(update={
             "users_topic": f"t_{name}_{token}",
@@ -87,10 +88,14 @@ class Corner:
             "spark_checkpoint_dir": str(tmp_path / "checkpoints" / name),
             "user_schema_version": "latest",
             "subject_name_strategy": "topic",
+            "spark_consumer_group": f"t_{name}_{token}",
+            # An unknown id waits this long before it is dead-lettered: short, so poison tests stay quick.
+            "registry_not_found_grace_seconds": 1.0,
         })
         corner = cls(settings, SchemaRegistryClient({**settings.schema_registry_config(), "timeout": REGISTRY_TIMEOUT}), Producer(settings.kafka_config()))
         corner.create_topics()
         corner.create_table()
+        corner.cleanups.append(corner._delete_group)
         return corner
 
     @property
@@ -108,6 +113,8 @@ class Corner:
             "SPARK_CHECKPOINT_DIR": s.spark_checkpoint_dir,
             "USER_SCHEMA_VERSION": s.user_schema_version,
             "SPARK_SHUFFLE_PARTITIONS": "2",
+            "SPARK_CONSUMER_GROUP": s.spark_consumer_group,
+            "REGISTRY_NOT_FOUND_GRACE_SECONDS": str(s.registry_not_found_grace_seconds),
         }
 
     # --- Kafka -----------------------------------------------------------------------------
@@ -188,6 +195,23 @@ class Corner:
                 remaining.discard(msg.partition())
         consumer.unassign()
         return messages
+
+    def group_offsets(self) -> dict[int, int]:
+        """The job's consumer group's committed offsets on the users topic, by partition (none: {})."""
+        admin = AdminClient(self.settings.kafka_config())
+        request = [ConsumerGroupTopicPartitions(self.settings.spark_consumer_group)]
+        result = admin.list_consumer_group_offsets(request)[self.settings.spark_consumer_group].result(timeout=30)
+        return {tp.partition: tp.offset for tp in result.topic_partitions if tp.topic == self.settings.users_topic and tp.offset >= 0}
+
+    def _delete_group(self) -> None:
+        """Remove the corner's consumer group, if the job ever committed to it."""
+        admin = AdminClient(self.settings.kafka_config())
+        for future in admin.delete_consumer_groups([self.settings.spark_consumer_group], request_timeout=30).values():
+            try:
+                future.result()
+            except KafkaException as exc:
+                if exc.args[0].code() not in (KafkaError.GROUP_ID_NOT_FOUND,):
+                    raise
 
     # --- Registry --------------------------------------------------------------------------
 
