@@ -80,6 +80,13 @@ class StreamJob:
                 raise JobError(f"the stream job did not start its query within {timeout:.0f} s; log:\n{self.log_tail()}")
             time.sleep(0.5)
 
+    def wait_exit(self, timeout: float) -> int:
+        """The exit status of a job that ends by itself (--available-now); raise if it runs past `timeout`."""
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise JobError(f"the stream job still runs after {timeout:.0f} s; log:\n{self.log_tail()}") from None
+
     def tree(self) -> list[psutil.Process]:
         """The driver and every descendant (spark-submit's JVM, pyspark daemon and workers)."""
         try:

@@ -1,27 +1,29 @@
-"""Where does a micro-batch's time go in the stream job? Phases, Spark's durationMs, and the Spark jobs per batch.
+"""Where does a micro-batch's time go in the stream job? Spark's durationMs and the Spark jobs (actions) per batch.
 
 Usage:
     python -m bench.profile_job                          # 30000 users in batches of 10000
     python -m bench.profile_job --users 20000 --batch 5000 --connector-sweep
 
 One run on a private corner of the stack. The users are published first (a
-backlog), then the job's own UserStreamJob runs in this process with
-`availableNow` and maxOffsetsPerTrigger = --batch, so every batch has the
-same size and batches run back to back. Measured per batch:
-  * wall time of each phase of UserStreamJob.process_batch (summarize =
-    the header pass and its collect; count = decode + re-encode check, cached;
-    sink = dedupe window + Cassandra connector write; record = progress
-    file; the rest is "other"), by wrapping those methods here: spark/ is
-    not changed;
-  * Spark's own StreamingQueryProgress.durationMs (addBatch is the whole
-    foreachBatch; getBatch, latestOffset, queryPlanning, walCommit,
-    commitOffsets around it);
-  * the Spark jobs (actions) each batch ran, from the Spark UI's REST API:
-    call site, duration, stages, tasks.
-With --connector-sweep, one batch of records is also decoded with the job's
-decode() and with a bare from_avro (the cost of the trailing-bytes check),
-and its decoded rows are written under several spark.cassandra.output.*
-settings (the expected gain of tuning them). Results: a table and bench/results/profile_job-<UTC time>.json.
+backlog), then the real job runs as a subprocess,
+`python -m spark.stream_job --available-now --max-offsets-per-trigger <batch>`,
+so every batch has the same size and batches run back to back, with
+Spark's event log switched on (through PYSPARK_SUBMIT_ARGS; spark/ is not
+changed). From the event log, per batch:
+  * StreamingQueryProgress.durationMs: addBatch is the whole foreachBatch
+    function; getBatch, latestOffset, queryPlanning, walCommit and
+    commitOffsets are Spark's own work around it;
+  * every Spark job the batch ran: its call site in our code (e.g.
+    `collect at spark/batch.py:57`), seconds, stages and tasks; the part of
+    addBatch no job covers is driver-side Python (registry, progress file,
+    consumer-group commit, py4j).
+Reading the event log instead of wrapping the job's methods keeps the
+profile valid while spark/ changes.
+With --connector-sweep, one batch of records is also decoded in this process
+with the job's decode() and with a bare from_avro (the cost of the
+trailing-bytes check), and its decoded rows are written under several
+spark.cassandra.output.* settings (the expected gain of tuning them).
+Results: a table and bench/results/profile_job-<UTC time>.json (+ the job's log and Spark event log).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import re
 import statistics
 import sys
 import tempfile
@@ -37,9 +40,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-import requests
-
 from bench.corner import BenchCorner
+from bench.job import StreamJob
 from bench.load import Publisher
 from bench.users import fetch_pool, fresh_users
 from core import cassandra_schema
@@ -60,79 +62,75 @@ SWEEP = {
                                             "spark.cassandra.output.batch.grouping.key": "replica_set",
                                             "spark.cassandra.output.batch.size.rows": "64"},
 }
+PROGRESS_EVENT = "org.apache.spark.sql.streaming.StreamingQueryListener$QueryProgressEvent"
 
 
-class PhaseTimer:
-    """Wraps the job's phase methods and keeps each batch's wall time per phase."""
-
-    def __init__(self):
-        self.batches: list[dict[str, Any]] = []
-        self.current: dict[str, float] = defaultdict(float)
-
-    def wrap(self, owner: Any, name: str, label: str) -> None:
-        original = getattr(owner, name)
-
-        def timed(*args, **kwargs):
-            started = time.perf_counter()
-            try:
-                return original(*args, **kwargs)
-            finally:
-                self.current[label] += time.perf_counter() - started
-
-        setattr(owner, name, timed)
-
-    def instrument(self, job: Any, stream_job_module: Any) -> None:
-        """Phases of UserStreamJob.process_batch; process_batch itself becomes the per-batch record."""
-        self.wrap(stream_job_module, "summarize", "summarize (header pass + collect)")
-        self.wrap(job.book, "update", "schema book update")
-        self.wrap(stream_job_module, "decode", "decode plan (lazy)")
-        self.wrap(job, "_count", "count (decode + re-encode, cached)")
-        self.wrap(job.sink, "write", "sink (dedupe + connector write)")
-        self.wrap(job.dead_letters, "write", "dead letters")
-        self.wrap(job, "_record", "progress file")
-        original = job.process_batch
-
-        def batch(df, batch_id):
-            self.current = defaultdict(float)
-            started, wall = time.perf_counter(), time.time()
-            original(df, batch_id)
-            total = time.perf_counter() - started
-            phases = dict(self.current)
-            phases["other"] = total - sum(phases.values())
-            self.batches.append({"batch_id": batch_id, "start": wall, "end": time.time(), "seconds": total,
-                                 "phases": {k: round(v, 3) for k, v in phases.items()}})
-
-        job.process_batch = batch
+def action_label(plan: str) -> str:
+    """What a Spark SQL execution did, named after the job's step it comes from (by its physical plan)."""
+    if "AppendData" in plan:
+        return "write rows to Cassandra" + (" (dedupe window + connector)" if "Window" in plan else "")
+    if "kafka" in plan.lower() and "WriteToDataSourceV2" in plan:
+        return "write dead letters to Kafka"
+    if "from_avro" in plan:
+        return "decode + checks + counts (cached)" + (" incl. countDistinct" if plan.count("Exchange") > 1 else "")
+    if "HashAggregate" in plan:
+        return "summarize: header pass + Kafka read (cached)"
+    return plan.split("== Physical Plan ==")[-1].strip().splitlines()[0][:60] if plan.strip() else "?"
 
 
-def spark_jobs(spark: Any) -> list[dict[str, Any]]:
-    """Every job the Spark UI kept: call site, submission/completion (epoch s), stages, tasks."""
-    sc = spark.sparkContext
-    url = f"{sc.uiWebUrl}/api/v1/applications/{sc.applicationId}/jobs"
-    parse = lambda text: dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%f%Z").replace(tzinfo=dt.timezone.utc).timestamp()  # noqa: E731
-    jobs = []
-    for job in requests.get(url, timeout=30).json():
-        if "completionTime" in job:
-            start, end = parse(job["submissionTime"]), parse(job["completionTime"])
-            jobs.append({"name": job["name"], "start": start, "seconds": round(end - start, 3),
-                         "stages": len(job["stageIds"]), "tasks": job["numTasks"]})
-    return jobs
+def read_event_log(folder: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(query progress records, finished Spark jobs with their batch id and step) from the event log in `folder`."""
+    [path] = [p for p in folder.iterdir() if p.is_file()]
+    progress, jobs, labels = [], {}, {}
+    with path.open(encoding="utf-8") as lines:
+        for line in lines:
+            event = json.loads(line)
+            kind = event["Event"]
+            if kind.endswith("SQLExecutionStart"):
+                labels[str(event["executionId"])] = action_label(event.get("physicalPlanDescription", ""))
+            elif kind == "SparkListenerJobStart":
+                props = event.get("Properties") or {}
+                batch = re.search(r"batch = (\d+)", props.get("spark.job.description", ""))
+                jobs[event["Job ID"]] = {
+                    "name": labels.get(props.get("spark.sql.execution.id", ""), props.get("callSite.short", "?")),
+                    "batch_id": int(batch.group(1)) if batch else None, "start": event["Submission Time"] / 1e3,
+                    "stages": len(event["Stage Infos"]), "tasks": sum(st["Number of Tasks"] for st in event["Stage Infos"]),
+                }
+            elif kind == "SparkListenerJobEnd" and event["Job ID"] in jobs:
+                job = jobs[event["Job ID"]]
+                job["seconds"] = round(event["Completion Time"] / 1e3 - job["start"], 3)
+            elif kind == PROGRESS_EVENT:
+                progress.append(event["progress"])
+    return progress, [job for job in jobs.values() if "seconds" in job]
 
 
-def run_query(spark: Any, settings: Settings, batch: int) -> tuple[list[dict], list[dict]]:
-    """The job's own foreachBatch on the backlog; returns (per-batch phases, Spark's progress records)."""
-    from spark import stream_job
-    from spark.stream_job import JobOptions, UserStreamJob
+def per_batch(progress: list[dict[str, Any]], jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each batch with data: its durationMs and the Spark jobs it ran."""
+    batches = []
+    for record in progress:
+        rows = sum(source.get("numInputRows", 0) for source in record.get("sources", []))
+        if not rows:
+            continue
+        mine = sorted((j for j in jobs if j["batch_id"] == record["batchId"]), key=lambda j: j["start"])
+        add_batch = record["durationMs"].get("addBatch", 0) / 1e3
+        batches.append({
+            "batch_id": record["batchId"], "rows": rows, "duration_ms": record["durationMs"],
+            "spark_jobs": [{k: j[k] for k in ("name", "seconds", "stages", "tasks")} for j in mine],
+            "driver_seconds_outside_jobs": round(add_batch - sum(j["seconds"] for j in mine), 3),
+        })
+    return batches
 
-    options = JobOptions.from_settings(settings, trigger="available_now", max_offsets_per_trigger=batch)
-    job = UserStreamJob(spark, settings, options)
-    timer = PhaseTimer()
-    timer.instrument(job, stream_job)
-    query = job.start()
-    if not query.awaitTermination(1800):
-        query.stop()
-        raise RuntimeError("the profiled query did not drain its backlog within 30 minutes")
-    return timer.batches, [p if isinstance(p, dict) else json.loads(p.json) for p in query.recentProgress]
+
+def run_job(corner: BenchCorner, batch: int, events: Path, log_path: Path, timeout: float) -> list[dict[str, Any]]:
+    """The real job drains the backlog in batches of `batch`; returns its batches from the event log (kept in `events`)."""
+    events.mkdir(parents=True)
+    conf = {"spark.eventLog.enabled": "true", "spark.eventLog.dir": f"file://{events}"}
+    args = ["--available-now", "--max-offsets-per-trigger", str(batch)]
+    with StreamJob(corner.job_env(), log_path, args, conf) as job:
+        code = job.wait_exit(timeout)
+        if code != 0:
+            raise RuntimeError(f"the stream job exited with status {code}; log ({log_path}):\n{job.log_tail()}")
+    return per_batch(*read_event_log(events))
 
 
 def decode_variants(framed: Any, snapshot: Any, repeats: int) -> dict[str, float]:
@@ -202,53 +200,53 @@ def connector_sweep(spark: Any, settings: Settings, rows: int, repeats: int = 2)
     return results
 
 
-def run_profile(users: int, batch: int, sweep: bool, base: Settings) -> dict[str, Any]:
-    from spark.session import build_spark_session
-
+def run_profile(users: int, batch: int, sweep: bool, base: Settings, stamp: str) -> dict[str, Any]:
+    log_path = RESULTS_DIR / f"profile_job-{stamp}-job.log"
     with tempfile.TemporaryDirectory(prefix="bench-profile-") as scratch, \
             BenchCorner(base, "prof", Path(scratch)) as corner:
         s = corner.settings
         pool = fetch_pool(s, min(users, 20_000))
         Publisher(s, corner.subject).publish((None, u) for u in fresh_users(pool, users))
-        spark = build_spark_session(s, "profile-job", extra_conf={"spark.ui.enabled": "true"})
-        spark.sparkContext.setLogLevel("WARN")
-        try:
-            batches, progress = run_query(spark, s, batch)
-            jobs = spark_jobs(spark)
-            sweep_result = connector_sweep(spark, s, batch) if sweep else None
-        finally:
-            spark.stop()
-    for record in batches:
-        mine = [j for j in jobs if record["start"] - 0.5 <= j["start"] <= record["end"]]
-        record["spark_jobs"] = [{k: j[k] for k in ("name", "seconds", "stages", "tasks")} for j in mine]
-    durations = {p["batchId"]: p.get("durationMs", {}) for p in progress}
-    for record in batches:
-        record["duration_ms"] = durations.get(record["batch_id"], {})
+        batches = run_job(corner, batch, RESULTS_DIR / f"profile_job-{stamp}-events", log_path, timeout=1800)
+        sweep_result = None
+        if sweep:
+            from spark.session import build_spark_session
+
+            spark = build_spark_session(s, "profile-job-sweep")
+            spark.sparkContext.setLogLevel("WARN")
+            try:
+                sweep_result = connector_sweep(spark, s, batch)
+            finally:
+                spark.stop()
     return {
         "benchmark": "profile_job",
         "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "users": users, "batch": batch, "spark_master": s.spark_master,
-        "shuffle_partitions": s.spark_shuffle_partitions,
+        "users": users, "batch": batch, "spark_master": base.spark_master,
+        "shuffle_partitions": base.spark_shuffle_partitions,
         "batches": batches,
         "sweep_rows_per_s": sweep_result,
+        "job_log": str(log_path.relative_to(REPO_ROOT)),
     }
 
 
 def render(result: dict[str, Any]) -> str:
     lines = [f"profile_job: {result['users']:,} users in batches of {result['batch']:,} ({result['spark_master']})"]
-    full = [b for b in result["batches"] if b["batch_id"] > 0] or result["batches"]  # batch 0 carries the JIT warm-up
-    phases = sorted({name for b in full for name in b["phases"]})
-    lines.append(f"  mean per batch over {len(full)} batches after the first, seconds:")
-    for name in sorted(phases, key=lambda n: -statistics.mean(b["phases"].get(n, 0) for b in full)):
-        lines.append(f"    {name:<40}{statistics.mean(b['phases'].get(name, 0) for b in full):>8.2f}")
-    lines.append(f"    {'total (process_batch)':<40}{statistics.mean(b['seconds'] for b in full):>8.2f}"
-                 f"   -> {result['batch'] / statistics.mean(b['seconds'] for b in full):,.0f} rows/s")
-    keys = sorted({k for b in full for k in b["duration_ms"]})
-    lines.append("  Spark durationMs, mean: " + ", ".join(
-        f"{k} {statistics.mean(b['duration_ms'].get(k, 0) for b in full):,.0f}" for k in keys))
-    lines.append(f"  Spark jobs per batch: {statistics.mean(len(b['spark_jobs']) for b in full):.1f}; last batch's:")
-    for job in full[-1]["spark_jobs"]:
-        lines.append(f"    {job['seconds']:>7.2f} s  {job['stages']} stages {job['tasks']:>4} tasks  {job['name']}")
+    # The first batch warms the JIT; the last one may be a remainder.
+    full = [b for b in result["batches"][1:] if b["rows"] >= 0.9 * result["batch"]] or result["batches"]
+    mean = lambda values: statistics.mean(values) if values else 0.0  # noqa: E731
+    keys = sorted({k for b in full for k in b["duration_ms"]}, key=lambda k: -mean([b["duration_ms"].get(k, 0) for b in full]))
+    lines.append(f"  Spark durationMs, mean of {len(full)} full batches after the first (ms):")
+    lines += [f"    {k:<40}{mean([b['duration_ms'].get(k, 0) for b in full]):>10,.0f}" for k in keys]
+    trigger = mean([b["duration_ms"].get("triggerExecution", 0) for b in full]) / 1e3
+    lines.append(f"    -> {result['batch'] / trigger:,.0f} rows/s per batch" if trigger else "")
+    by_site: dict[str, list[float]] = defaultdict(list)
+    for b in full:
+        for job in b["spark_jobs"]:
+            by_site[job["name"]].append(job["seconds"])
+    lines.append(f"  Spark jobs per batch: {mean([len(b['spark_jobs']) for b in full]):.1f}; seconds per batch by call site:")
+    for site, seconds in sorted(by_site.items(), key=lambda item: -sum(item[1])):
+        lines.append(f"    {sum(seconds) / len(full):>7.2f} s  ({len(seconds) / len(full):.1f} jobs)  {site}")
+    lines.append(f"    {mean([b['driver_seconds_outside_jobs'] for b in full]):>7.2f} s  driver-side, outside any Spark job")
     if result["sweep_rows_per_s"]:
         lines.append("  decode variants (cached records) and connector writes (pre-decoded rows), rows/s:")
         for label, rate in result["sweep_rows_per_s"].items():
@@ -264,9 +262,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.batch < 100 or args.users < args.batch:
         parser.error("--batch must be >= 100 and --users >= --batch")
-    result = run_profile(args.users, args.batch, args.connector_sweep, load_settings())
+    stamp = f"{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%SZ}"
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    path = RESULTS_DIR / f"profile_job-{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%SZ}.json"
+    result = run_profile(args.users, args.batch, args.connector_sweep, load_settings(), stamp)
+    path = RESULTS_DIR / f"profile_job-{stamp}.json"
     path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print(render(result))
     print(f"results: {path.relative_to(REPO_ROOT)}")
