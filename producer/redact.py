@@ -24,18 +24,33 @@ _SECRET_IN_TEXT = re.compile(r'("(?:' + "|".join(LOGIN_SECRETS) + r')"\s*:\s*)("
 
 
 def without_secrets(record: Any) -> Any:
-    """The record without its login secrets (a shallow copy where it changes; anything else as it is).
+    """The record without its login secrets (a copy where it changes; anything else as it is).
 
-    Only the `login` object carries them; a record whose `login` is not an object
-    has nothing to drop there (transform will reject it, and its reason never
-    quotes the whole block).
+    Only the `login` block carries them. The usual case, an object, loses the five
+    keys; a malformed block (a list, say) loses them wherever they sit inside it,
+    so even the reason transform gives for rejecting it cannot quote them.
     """
-    if not isinstance(record, dict):
+    if not isinstance(record, dict) or "login" not in record:
         return record
-    login = record.get("login")
-    if not isinstance(login, dict) or not any(key in login for key in LOGIN_SECRETS):
-        return record
-    return {**record, "login": {key: value for key, value in login.items() if key not in LOGIN_SECRETS}}
+    login = record["login"]
+    if isinstance(login, dict):
+        if not any(key in login for key in LOGIN_SECRETS):
+            return record
+        return {**record, "login": {key: value for key, value in login.items() if key not in LOGIN_SECRETS}}
+    if isinstance(login, list):
+        try:
+            return {**record, "login": _deep_without_secrets(login)}
+        except RecursionError:  # too deep to inspect, so too deep to vouch for: withheld whole
+            return {**record, "login": "<withheld: nested too deeply to inspect>"}
+    return record
+
+
+def _deep_without_secrets(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {key: _deep_without_secrets(value) for key, value in node.items() if key not in LOGIN_SECRETS}
+    if isinstance(node, list):
+        return [_deep_without_secrets(item) for item in node]
+    return node
 
 
 def redact_text(text: str) -> str:
