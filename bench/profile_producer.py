@@ -120,7 +120,7 @@ def profile_pipeline(settings: Settings, subject: str, raws: list[dict]) -> tupl
     publish_stage.finish(producer, report)
     seconds = time.perf_counter() - started
     profiler.stop()
-    return seconds, profiler.output_text(unicode=True, color=False, show_all=False)
+    return seconds, profiler.output_text(unicode=True, color=False, show_all=True)
 
 
 def run_profile(users: int, base: Settings) -> tuple[dict[str, Any], str]:
