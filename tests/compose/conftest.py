@@ -16,6 +16,7 @@ import yaml
 from core.settings import REPO_ROOT
 
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
+EXPOSE_FILE = REPO_ROOT / "docker-compose.expose.yml"  # publishes Cassandra and the Spark master when asked
 ENV_EXAMPLE = REPO_ROOT / ".env.example"
 SCHEMA_FILE = Path(__file__).with_name("compose_spec.json")
 
@@ -39,3 +40,14 @@ def services(compose: dict) -> dict[str, dict]:
 @pytest.fixture(scope="session")
 def compose_schema() -> dict:
     return json.loads(SCHEMA_FILE.read_text())
+
+
+@pytest.fixture(scope="session")
+def exposed(compose_text: str) -> dict:
+    """docker-compose.expose.yml, the override that publishes what the main file keeps inside."""
+    return yaml.safe_load(EXPOSE_FILE.read_text())
+
+
+@pytest.fixture(scope="session")
+def exposed_services(exposed: dict) -> dict[str, dict]:
+    return exposed["services"]
