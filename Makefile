@@ -12,6 +12,12 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 export PYTHONUNBUFFERED := 1
 
+# `make up SECURE=1` (or any target with SECURE=1): the secured embedded stack, STACK_SECURITY=on
+# (Kafka SASL_SSL, registry HTTPS + basic auth, Cassandra password + TLS; stack/security.py).
+ifdef SECURE
+export STACK_SECURITY := on
+endif
+
 .PHONY: setup jars browser up up-all down status monitor clean register cassandra-schema stream demo test bench lock
 
 setup: $(VENV)/.installed jars

@@ -21,7 +21,7 @@ import subprocess
 import sys
 import time
 
-from core.settings import load_settings
+from core.settings import load_settings, secure_env_file
 from stack import fetch, launcher
 from stack.layout import Layout
 from stack.services import CORE, SERVICES, StackError
@@ -39,6 +39,9 @@ def cmd_up(settings, layout: Layout, args) -> int:
     names = list(SERVICES) if args.all else (args.services or [*CORE, "monitor"])
     started_at = time.monotonic()
     launcher.up(settings, layout, names)
+    if settings.stack_security:
+        print(f"up: secured; client settings (passwords included) in {secure_env_file(settings)}, 0600: commands run "
+              "with STACK_SECURITY=on read it, or `set -a; . <that file>; set +a`")
     print(f"up: all ready in {time.monotonic() - started_at:.0f}s. `make status` or the monitor at {settings.monitor_url} shows the pipeline; `make down` stops it.")
     return 0
 
