@@ -12,8 +12,13 @@ Tasks (thin wiring around `producer.pipeline`; XCom carries only counts):
 1. `check_schema_registered`: fails fast if the subject has no schema (run `make register`);
    an unreachable registry, or a worker Airflow itself failed on a busy machine, is retried.
 2. `fetch_and_publish`: streams pages of `batch_size` users (seed + page, so a run replays
-   exactly), publishes, waits for every delivery report.
-3. `report`: logs the counts; fails the run if too many records were dead-lettered.
+   exactly), publishes, waits for every delivery report; returns the counts and the seed.
+3. `report`: logs the counts and the seed; fails the run if too many records were dead-lettered.
+
+The seed: a run without one in its conf draws it from the run (a scheduled run from its
+logical date, `user_stream@2025-01-01T00:00:00+00:00`; a manual one from its run id), so each
+scheduled run fetches new users. The seed is in the task log and the `report` XCom; trigger
+with `{"seed": "<that seed>"}` (and the same users and batch_size) to replay the run exactly.
 
 Trigger with conf, e.g. `{"users": 1000, "batch_size": 500, "nationalities": "gb,ir", "seed": "userstream"}`
 (add `"datasource_url": "https://randomuser.me/api/"` to read another API than DATASOURCE_URL):
@@ -22,6 +27,8 @@ Trigger with conf, e.g. `{"users": 1000, "batch_size": 500, "nationalities": "gb
     airflow dags test user_stream --conf '{"users": 100}'
 
 Schedule: env USER_STREAM_SCHEDULE (a cron expression or preset such as `@hourly`); unset means manual only.
+Every task has an `execution_timeout`: fetch_and_publish gets DATASOURCE_DEADLINE_SECONDS
+(the whole fetch) plus PUBLISH_MARGIN for publishing, so a stuck run fails instead of hanging.
 """
 
 from __future__ import annotations
@@ -34,6 +41,16 @@ from airflow.sdk import Param, dag, task
 from airflow.sdk.exceptions import AirflowFailException
 
 log = logging.getLogger(__name__)
+# The fetch has its own deadline (DATASOURCE_DEADLINE_SECONDS); publishing and flushing get this on top.
+PUBLISH_MARGIN = timedelta(minutes=15)
+SHORT_TASK_TIMEOUT = timedelta(minutes=5)  # the schema check (retries included) and the report
+
+
+def _fetch_timeout() -> timedelta:
+    """fetch_and_publish's execution_timeout, from the settings the worker will run with."""
+    from core.settings import load_settings
+
+    return timedelta(seconds=load_settings().datasource_deadline_seconds) + PUBLISH_MARGIN
 
 
 @dag(
@@ -53,8 +70,10 @@ log = logging.getLogger(__name__)
         "nationalities": Param("", type="string", pattern=r"^\s*([A-Za-z]{2}\s*(,\s*[A-Za-z]{2}\s*)*)?$",
                                title="Nationalities",
                                description='Comma list such as "gb,ir,ua"; empty means all.'),
-        "seed": Param("userstream", type="string", minLength=1, title="Seed",
-                      description="API seed: the same seed, users and batch size fetch the same users (replay)."),
+        "seed": Param("", type="string", maxLength=200, title="Seed",
+                      description="API seed: the same seed, users and batch size fetch the same users (replay). "
+                                  "Empty: drawn from the run (its logical date, else its run id), so each "
+                                  "scheduled run fetches new users; the seed used is in the run's report."),
         # Which randomuser-compatible API to read; empty means the worker's DATASOURCE_URL. No
         # credentials in it (no "@"): a run's conf is stored and shown in the UI.
         "datasource_url": Param("", type="string", pattern=r"^(https?://[^\s@/]+(/[^\s@]*)?)?$", title="Data source URL",
@@ -66,7 +85,8 @@ log = logging.getLogger(__name__)
     },
 )
 def user_stream():
-    @task  # retried when the registry or Airflow itself was too slow; a missing schema fails at once
+    # Retried when the registry or Airflow itself was too slow; a missing schema fails at once.
+    @task(execution_timeout=SHORT_TASK_TIMEOUT)
     def check_schema_registered() -> dict:
         """The subject must already have a schema: producers never register one."""
         from core.settings import load_settings
@@ -78,27 +98,32 @@ def user_stream():
         except SchemaNotRegisteredError as missing:
             raise AirflowFailException(str(missing)) from missing  # waiting will not register it: no retry
 
-    @task
+    @task(execution_timeout=_fetch_timeout())
     def fetch_and_publish(**context) -> dict:
-        """Source -> transform -> publish, page by page; returns only counts."""
+        """Source -> transform -> publish, page by page; returns the counts and the seed used."""
         from core.settings import load_settings
-        from producer.pipeline import run
+        from producer.pipeline import run, run_seed
 
         params = context["params"]
         settings = load_settings()
         if params.get("datasource_url"):
             settings = settings.model_copy(update={"datasource_url": params["datasource_url"]})
-        return run(settings, users=params["users"], batch_size=params["batch_size"],
-                   nat=params["nationalities"], seed=params["seed"])
+        seed = run_seed(params["seed"], context.get("logical_date"), context["run_id"])
+        log.info("seed %r; replay this run with conf {\"seed\": %r, \"users\": %d, \"batch_size\": %d}",
+                 seed, seed, params["users"], params["batch_size"])
+        counts = run(settings, users=params["users"], batch_size=params["batch_size"],
+                     nat=params["nationalities"], seed=seed)
+        return {**counts, "seed": seed}
 
-    @task  # a retry is for Airflow's own hiccups: a failed count check raises AirflowFailException, never retried
+    # A retry is for Airflow's own hiccups: a failed count check raises AirflowFailException, never retried.
+    @task(execution_timeout=SHORT_TASK_TIMEOUT)
     def report(schema: dict, counts: dict, **context) -> dict:
         """Say what happened; a mostly-rejected run is a failure, not a green DAG."""
         from producer.pipeline import RunCheckError, check_counts
 
-        log.info("subject %s (schema id %s, version %s): fetched %d, published %d, dead-lettered %d",
+        log.info("subject %s (schema id %s, version %s): fetched %d, published %d, dead-lettered %d; seed %r",
                  schema["subject"], schema["schema_id"], schema["version"],
-                 counts["fetched"], counts["published"], counts["dead_lettered"])
+                 counts["fetched"], counts["published"], counts["dead_lettered"], counts["seed"])
         try:
             check_counts(counts, context["params"]["max_dead_letter_fraction"])
         except RunCheckError as failed:

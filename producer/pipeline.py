@@ -131,6 +131,21 @@ def run(
     }
 
 
+def run_seed(explicit: str | None, logical_date: datetime | None, run_id: str) -> str:
+    """The API seed of a DAG run: the one given in its conf, else one drawn from the run itself.
+
+    A scheduled run has a logical date, so each one draws new users, and running the
+    same run again (a retry, a clear) fetches the same ones; a manual run without a
+    logical date uses its run id. The seed is recorded with the run, and giving it
+    back in the conf (`{"seed": ...}`) replays the run exactly.
+    """
+    if explicit and explicit.strip():
+        return explicit.strip()
+    if logical_date is not None:
+        return f"user_stream@{logical_date.astimezone(timezone.utc).isoformat()}"
+    return run_id
+
+
 class RunCheckError(RuntimeError):
     """A run that finished but must not count as a success (mostly rejected, or records unaccounted for)."""
 

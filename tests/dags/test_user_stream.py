@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -30,7 +31,7 @@ DESCRIBE_DAG = textwrap.dedent("""
     dag = bag.dags.get("user_stream")
     if dag is not None:
         rejected = []
-        for bad in ({"users": 0}, {"batch_size": 5001}, {"nationalities": "gb;ir"}, {"seed": ""},
+        for bad in ({"users": 0}, {"batch_size": 5001}, {"nationalities": "gb;ir"}, {"seed": "s" * 201},
                     {"datasource_url": "ftp://x/api/"}, {"datasource_url": "https://key:secret@x/api/"}):
             params = copy.deepcopy(dag.params)
             try:
@@ -44,6 +45,7 @@ DESCRIBE_DAG = textwrap.dedent("""
             retries=dag.default_args.get("retries"), retry_delay=dag.default_args["retry_delay"].total_seconds(),
             params=dag.params.dump(),
             tasks={t.task_id: {"upstream": sorted(t.upstream_task_ids), "retries": t.retries} for t in dag.tasks},
+            timeouts={t.task_id: t.execution_timeout and t.execution_timeout.total_seconds() for t in dag.tasks},
             rejected=rejected,
         )
     print("DAG-JSON" + json.dumps(out, default=str))
@@ -85,7 +87,7 @@ def test_dag_loads_without_import_errors(tmp_path):
         "fetch_and_publish": {"upstream": ["check_schema_registered"], "retries": 2},
         "report": {"upstream": ["check_schema_registered", "fetch_and_publish"], "retries": 2},
     }
-    assert dag["params"] == {"users": 1000, "batch_size": 500, "nationalities": "", "seed": "userstream",
+    assert dag["params"] == {"users": 1000, "batch_size": 500, "nationalities": "", "seed": "",
                              "datasource_url": "", "max_dead_letter_fraction": 0.1}
     assert dag["rejected"] == ["ParamValidationError"] * 6
     assert dag["schedule"] is None and dag["timetable"] == "NullTimetable"
@@ -96,17 +98,23 @@ def test_dag_loads_without_import_errors(tmp_path):
     assert dag["doc_md"].lstrip().startswith("### user_stream")
 
 
+def test_every_task_has_an_execution_timeout_the_fetch_deadline_fits_in(tmp_path):
+    dag = describe_dag(tmp_path, DATASOURCE_DEADLINE_SECONDS="120")
+    assert dag["timeouts"] == {"check_schema_registered": 300, "fetch_and_publish": 120 + 900, "report": 300}
+
+
 def test_schedule_comes_from_the_environment(tmp_path):
     dag = describe_dag(tmp_path, USER_STREAM_SCHEDULE="@hourly")
     assert dag["schedule"] == "@hourly" and dag["timetable"] != "NullTimetable"
 
 
-def dags_test(home: Path, settings: Settings, conf: dict) -> subprocess.CompletedProcess:
+def dags_test(home: Path, settings: Settings, conf: dict, logical_date: str | None = None) -> subprocess.CompletedProcess:
     env = airflow_env(home, USERS_TOPIC=settings.users_topic, DEAD_LETTER_TOPIC=settings.dead_letter_topic,
                       DATASOURCE_URL=settings.datasource_url, SCHEMA_REGISTRY_URL=settings.schema_registry_url,
                       KAFKA_BOOTSTRAP_SERVERS=settings.kafka_bootstrap_servers)
-    return subprocess.run([AIRFLOW, "dags", "test", "user_stream", "--conf", json.dumps(conf)], env=env,
-                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    command = [AIRFLOW, "dags", "test", "user_stream", *([logical_date] if logical_date else []),
+               "--conf", json.dumps(conf)]
+    return subprocess.run(command, env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
 
 
 @pytest.mark.integration
@@ -129,3 +137,34 @@ def test_dags_test_fails_fast_without_a_registered_schema(airflow_home, stack_se
     assert done.returncode != 0
     assert "SchemaNotRegisteredError" in output and "make register" in output
     assert "new_state=failed" in output and "up_for_retry" not in output  # no retries for a missing schema
+
+
+def published_ids(settings: Settings, topic: str, expected: int) -> set[str]:
+    return {m.key().decode() for m in consume(settings.model_copy(update={"users_topic": topic}), topic, expected)}
+
+
+@pytest.mark.integration
+def test_runs_without_a_seed_draw_new_users_and_a_recorded_seed_replays_one(airflow_home, stack_settings):
+    """A scheduled run has a logical date and no seed in its conf: the seed comes from the run, is in the
+    task log and the report's XCom, and given back in the conf it fetches exactly the same users."""
+    runs = {}
+    for name, logical_date, conf in (("first", "2025-03-01T00:00:00+00:00", {}),
+                                     ("second", "2025-03-01T01:00:00+00:00", {}),
+                                     ("replay", None, None)):
+        topic = f"{stack_settings.users_topic}-{name}"
+        settings = stack_settings.model_copy(update={"users_topic": topic, "dead_letter_topic": f"{topic}.dl"})
+        assert register.main(["--topic", topic], settings=settings) == 0
+        if conf is None:  # a manual run given the first run's recorded seed
+            conf = {"seed": runs["first"]["seed"]}
+        done = dags_test(airflow_home, settings, {"users": 12, "batch_size": 5, **conf}, logical_date)
+        output = done.stdout + done.stderr
+        assert done.returncode == 0, output[-5000:]
+        seeds = set(re.findall(r"seed '([^']+)'; replay this run with conf", output))
+        reported = re.findall(r"'dead_lettered': 0, 'seed': '([^']+)', 'schema_id': \d+", output)  # report's XCom
+        assert len(seeds) == 1 and set(reported) == seeds, output[-3000:]
+        runs[name] = {"seed": seeds.pop(), "ids": published_ids(settings, topic, 12)}
+
+    assert runs["first"]["seed"] == "user_stream@2025-03-01T00:00:00+00:00"
+    assert runs["second"]["seed"] == "user_stream@2025-03-01T01:00:00+00:00"
+    assert len(runs["first"]["ids"]) == 12 and not runs["first"]["ids"] & runs["second"]["ids"]  # new users
+    assert runs["replay"]["seed"] == runs["first"]["seed"] and runs["replay"]["ids"] == runs["first"]["ids"]

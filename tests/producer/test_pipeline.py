@@ -33,3 +33,16 @@ def test_nationalities_are_normalised(raw, normal):
                                               ("topic_record", "people-io.userstream.User")])
 def test_user_subject_follows_the_strategy(strategy, subject):
     assert user_subject(Settings(users_topic="people", subject_name_strategy=strategy)) == subject
+
+
+def test_a_runs_seed_is_the_given_one_else_drawn_from_the_run():
+    from datetime import datetime, timedelta, timezone
+
+    from producer.pipeline import run_seed
+
+    hourly = datetime(2025, 3, 1, 1, tzinfo=timezone(timedelta(hours=1)))
+    assert run_seed("userstream", hourly, "scheduled__x") == "userstream"  # an explicit seed wins
+    assert run_seed("  replay-me ", None, "manual__x") == "replay-me"
+    assert run_seed("", hourly, "scheduled__x") == "user_stream@2025-03-01T00:00:00+00:00"  # in UTC
+    assert run_seed(None, None, "manual__2025-03-01T10:00:00") == "manual__2025-03-01T10:00:00"
+    assert run_seed(" ", datetime(2025, 3, 2, tzinfo=timezone.utc), "r") != run_seed("", hourly, "r")
