@@ -1,0 +1,60 @@
+"""The job SIGKILLed three times under load: the supervisor restarts it, the checkpoint replays, nothing is lost or doubled.
+
+The three kills hit what an OOM killer or a lost container can take: the
+driver with its JVM, the JVM alone (the Python driver sees its gateway
+vanish), and the Python driver alone (the JVM follows once its stdin closes).
+Each kill comes after the running job has finished at least one batch, so
+it lands mid-stream with records still arriving.
+"""
+
+from __future__ import annotations
+
+import time
+
+import psutil
+import pytest
+
+from tests.faults.lane import JOB_START_SECONDS, LOAD_SECONDS
+from tests.spark.harness import wait_until
+from tests.spark.users import make_user
+
+pytestmark = [pytest.mark.faults, pytest.mark.integration, pytest.mark.spark]
+
+USERS = 1500
+RATE = 12  # users per second: the load lasts about two minutes, across the three kills
+
+
+def kill(processes: list[psutil.Process | None]) -> None:
+    """SIGKILL these processes at once (psutil checks each pid is still the process it was)."""
+    found = [process for process in processes if process is not None]
+    assert found, "no job process to kill"
+    for process in found:
+        process.kill()
+
+
+def test_the_job_sigkilled_three_times_under_load(lane, case):
+    case.case = "job SIGKILLed 3x under load (driver+JVM, JVM, driver)"
+    lane = lane("kills")
+    lane.start_job()
+    users = [make_user(i, lane.corner.settings.users_topic) for i in range(USERS)]
+    case.users_produced = len(users)
+    load = lane.load(lane.encode(users), RATE)
+    job = lane.job
+
+    targets = {
+        "driver and JVM": lambda: [job.jvm(), job.driver()],
+        "JVM only": lambda: [job.jvm()],
+        "driver only": lambda: [job.driver()],
+    }
+    for restarts, (what, processes) in enumerate(targets.items()):
+        updated = (job.progress() or {}).get("updated_at")
+        wait_until(lambda: (job.progress() or {}).get("updated_at") not in (None, updated), JOB_START_SECONDS,
+                   f"a batch of run {restarts + 1} before killing the {what}\n{job.describe()}", interval=0.5)
+        kill(processes())
+        last_kill, at_last_kill = time.monotonic(), lane.watermarks()
+        wait_until(lambda: job.restarts() == restarts + 1, 120, f"the supervisor to restart the job after killing the {what}\n{job.describe()}")
+        job.wait_query_started(restarts + 2, JOB_START_SECONDS)
+
+    case.catch_up_seconds = lane.catch_up(last_kill, at_last_kill)
+    load.join(LOAD_SECONDS)
+    lane.settle(case, users, restarts=3)
