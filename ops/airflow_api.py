@@ -31,6 +31,7 @@ from urllib.parse import quote
 
 import requests
 
+from core.health import reason
 from core.settings import Settings
 from ops.waits import Deadline, SlowNotice, call_until, short
 
@@ -42,10 +43,11 @@ NO_ANSWER = (requests.ConnectionError, requests.Timeout, requests.exceptions.Chu
 class AirflowApiError(RuntimeError):
     """The api-server refused or failed a call; the message says which and what it answered."""
 
-    def __init__(self, message: str, status_code: int | None = None, transient: bool = False):
+    def __init__(self, message: str, status_code: int | None = None, transient: bool = False, reason: str | None = None):
         super().__init__(message)
         self.status_code = status_code  # None when there was no HTTP answer at all
         self.transient = transient  # no answer, 429 or 5xx: worth asking again
+        self.reason = reason or message  # short enough for a "slow to answer" line
 
 
 class AirflowUnavailable(AirflowApiError):
@@ -64,6 +66,11 @@ def admin_password(settings: Settings) -> str:
     raise AirflowApiError(
         f"no Airflow password: set AIRFLOW_ADMIN_PASSWORD, or start Airflow with `python -m stack up airflow` (it writes {generated})"
     )
+
+
+def endpoint(method: str, path: str) -> str:
+    """`GET …/taskInstances` for a long path: enough to see which call, short enough for one line."""
+    return f"{method} {path}" if len(path) <= 48 else f"{method} …/{path.rstrip('/').rsplit('/', 1)[-1]}"
 
 
 def new_run_id() -> str:
@@ -126,11 +133,11 @@ class AirflowClient:
             response = self.session.request(method, self.base + path, timeout=self.timeout, **kwargs)
         except requests.RequestException as exc:
             raise AirflowApiError(f"Airflow at {self.base} did not answer {method} {path}: {exc}",
-                                  transient=isinstance(exc, NO_ANSWER)) from exc
+                                  transient=isinstance(exc, NO_ANSWER), reason=f"{endpoint(method, path)}: {reason(exc)}") from exc
         if not response.ok:
             code = response.status_code
             raise AirflowApiError(f"Airflow answered {code} to {method} {path}: {response.text[:300]}", code,
-                                  transient=code == 429 or code >= 500)
+                                  transient=code == 429 or code >= 500, reason=f"{endpoint(method, path)}: answered {code}")
         return response.json()
 
     # --- endpoints ------------------------------------------------------------

@@ -68,7 +68,7 @@ class SlowNotice:
     def failed(self, error: BaseException) -> None:
         if self.since is None:
             self.since = time.monotonic()
-            self.say(f"    {self.component} slow to answer, retrying… ({short(error)})")
+            self.say(f"    {self.component} slow to answer, retrying… ({getattr(error, 'reason', None) or short(error)})")
 
     def answered(self) -> None:
         if self.since is not None:
