@@ -42,7 +42,7 @@ from typing import Any
 
 from bench.corner import BenchCorner
 from bench.job import StreamJob
-from bench.load import Publisher
+from bench.load import Publisher, conf_pair
 from bench.users import fetch_pool, fresh_users
 from core import cassandra_schema
 from core.settings import REPO_ROOT, Settings, load_settings
@@ -53,14 +53,15 @@ SWEEP = {
     "defaults (concurrent.writes 5, grouping partition)": {},
     "concurrent.writes 16": {"spark.cassandra.output.concurrent.writes": "16"},
     "concurrent.writes 64": {"spark.cassandra.output.concurrent.writes": "64"},
-    "grouping replica_set, 64 rows": {"spark.cassandra.output.batch.grouping.key": "replica_set",
-                                      "spark.cassandra.output.batch.size.rows": "64"},
-    "grouping none, 64 rows": {"spark.cassandra.output.batch.grouping.key": "none",
-                               "spark.cassandra.output.batch.size.rows": "64"},
+    # Unlogged batches of many partitions; kept under Cassandra's batch_size_fail_threshold (50 KiB).
+    "grouping replica_set, 32 KiB batches": {"spark.cassandra.output.batch.grouping.key": "replica_set",
+                                             "spark.cassandra.output.batch.size.bytes": "32768"},
+    "grouping none, 32 KiB batches": {"spark.cassandra.output.batch.grouping.key": "none",
+                                      "spark.cassandra.output.batch.size.bytes": "32768"},
     "consistency ONE": {"spark.cassandra.output.consistency.level": "ONE"},
-    "concurrent 64 + replica_set 64 rows": {"spark.cassandra.output.concurrent.writes": "64",
-                                            "spark.cassandra.output.batch.grouping.key": "replica_set",
-                                            "spark.cassandra.output.batch.size.rows": "64"},
+    "concurrent 64 + replica_set 32 KiB": {"spark.cassandra.output.concurrent.writes": "64",
+                                           "spark.cassandra.output.batch.grouping.key": "replica_set",
+                                           "spark.cassandra.output.batch.size.bytes": "32768"},
 }
 PROGRESS_EVENT = "org.apache.spark.sql.streaming.StreamingQueryListener$QueryProgressEvent"
 
@@ -121,10 +122,11 @@ def per_batch(progress: list[dict[str, Any]], jobs: list[dict[str, Any]]) -> lis
     return batches
 
 
-def run_job(corner: BenchCorner, batch: int, events: Path, log_path: Path, timeout: float) -> list[dict[str, Any]]:
+def run_job(corner: BenchCorner, batch: int, events: Path, log_path: Path, timeout: float,
+            extra_conf: dict[str, str]) -> list[dict[str, Any]]:
     """The real job drains the backlog in batches of `batch`; returns its batches from the event log (kept in `events`)."""
     events.mkdir(parents=True)
-    conf = {"spark.eventLog.enabled": "true", "spark.eventLog.dir": f"file://{events}"}
+    conf = {**extra_conf, "spark.eventLog.enabled": "true", "spark.eventLog.dir": f"file://{events}"}
     args = ["--available-now", "--max-offsets-per-trigger", str(batch)]
     with StreamJob(corner.job_env(), log_path, args, conf) as job:
         code = job.wait_exit(timeout)
@@ -162,6 +164,7 @@ def decode_variants(framed: Any, snapshot: Any, repeats: int) -> dict[str, float
 
 def connector_sweep(spark: Any, settings: Settings, rows: int, repeats: int = 2) -> dict[str, float]:
     """Rows/s of the bare connector write of `rows` decoded users under each SWEEP setting (median of repeats)."""
+    from py4j.protocol import Py4JJavaError
     from pyspark import StorageLevel
 
     from spark.decode import decode, good_rows, with_header
@@ -187,27 +190,32 @@ def connector_sweep(spark: Any, settings: Settings, rows: int, repeats: int = 2)
     table = f"{settings.cassandra_keyspace}.{settings.cassandra_table}"
     for label, options in SWEEP.items():
         seconds = []
-        for _ in range(repeats + 1):  # the first run warms up
-            with cassandra_schema.connect(settings) as session:
-                session.execute(f"TRUNCATE {table}")
-            started = time.perf_counter()
-            (decoded.write.format(CASSANDRA_FORMAT).options(keyspace=settings.cassandra_keyspace,
-                                                            table=settings.cassandra_table, **options)
-             .mode("append").save())
-            seconds.append(time.perf_counter() - started)
+        try:
+            for _ in range(repeats + 1):  # the first run warms up
+                with cassandra_schema.connect(settings) as session:
+                    session.execute(f"TRUNCATE {table}")
+                started = time.perf_counter()
+                (decoded.write.format(CASSANDRA_FORMAT).options(keyspace=settings.cassandra_keyspace,
+                                                                table=settings.cassandra_table, **options)
+                 .mode("append").save())
+                seconds.append(time.perf_counter() - started)
+        except Py4JJavaError as exc:  # a setting Cassandra refuses is a result of the sweep, reported as such
+            results[label] = f"failed: {str(exc.java_exception.getMessage()).splitlines()[0][:160]}"
+            continue
         results[label] = round(count / statistics.median(seconds[1:]), 1)
     decoded.unpersist()
     return results
 
 
-def run_profile(users: int, batch: int, sweep: bool, base: Settings, stamp: str) -> dict[str, Any]:
+def run_profile(users: int, batch: int, sweep: bool, base: Settings, stamp: str,
+                job_conf: dict[str, str] | None = None) -> dict[str, Any]:
     log_path = RESULTS_DIR / f"profile_job-{stamp}-job.log"
     with tempfile.TemporaryDirectory(prefix="bench-profile-") as scratch, \
             BenchCorner(base, "prof", Path(scratch)) as corner:
         s = corner.settings
         pool = fetch_pool(s, min(users, 20_000))
         Publisher(s, corner.subject).publish((None, u) for u in fresh_users(pool, users))
-        batches = run_job(corner, batch, RESULTS_DIR / f"profile_job-{stamp}-events", log_path, timeout=1800)
+        batches = run_job(corner, batch, RESULTS_DIR / f"profile_job-{stamp}-events", log_path, 1800, job_conf or {})
         sweep_result = None
         if sweep:
             from spark.session import build_spark_session
@@ -221,7 +229,7 @@ def run_profile(users: int, batch: int, sweep: bool, base: Settings, stamp: str)
     return {
         "benchmark": "profile_job",
         "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "users": users, "batch": batch, "spark_master": base.spark_master,
+        "users": users, "batch": batch, "spark_master": base.spark_master, "job_conf": job_conf or {},
         "shuffle_partitions": base.spark_shuffle_partitions,
         "batches": batches,
         "sweep_rows_per_s": sweep_result,
@@ -230,7 +238,8 @@ def run_profile(users: int, batch: int, sweep: bool, base: Settings, stamp: str)
 
 
 def render(result: dict[str, Any]) -> str:
-    lines = [f"profile_job: {result['users']:,} users in batches of {result['batch']:,} ({result['spark_master']})"]
+    lines = [f"profile_job: {result['users']:,} users in batches of {result['batch']:,} ({result['spark_master']})"
+             + "".join(f", {k}={v}" for k, v in result.get("job_conf", {}).items())]
     # The first batch warms the JIT; the last one may be a remainder.
     full = [b for b in result["batches"][1:] if b["rows"] >= 0.9 * result["batch"]] or result["batches"]
     mean = lambda values: statistics.mean(values) if values else 0.0  # noqa: E731
@@ -250,7 +259,7 @@ def render(result: dict[str, Any]) -> str:
     if result["sweep_rows_per_s"]:
         lines.append("  decode variants (cached records) and connector writes (pre-decoded rows), rows/s:")
         for label, rate in result["sweep_rows_per_s"].items():
-            lines.append(f"    {label:<52}{rate:>10,.0f}")
+            lines.append(f"    {label:<52}{rate:>10,.0f}" if isinstance(rate, float) else f"    {label:<52}  {rate}")
     return "\n".join(lines)
 
 
@@ -259,12 +268,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--users", type=int, default=30_000)
     parser.add_argument("--batch", type=int, default=10_000, help="maxOffsetsPerTrigger: users per batch")
     parser.add_argument("--connector-sweep", action="store_true", help="also time connector write settings")
+    parser.add_argument("--job-conf", type=conf_pair, action="append", default=[], metavar="spark.KEY=VALUE",
+                        help="extra Spark setting for the job (repeatable)")
     args = parser.parse_args(argv)
     if args.batch < 100 or args.users < args.batch:
         parser.error("--batch must be >= 100 and --users >= --batch")
     stamp = f"{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%SZ}"
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    result = run_profile(args.users, args.batch, args.connector_sweep, load_settings(), stamp)
+    result = run_profile(args.users, args.batch, args.connector_sweep, load_settings(), stamp, dict(args.job_conf))
     path = RESULTS_DIR / f"profile_job-{stamp}.json"
     path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print(render(result))
