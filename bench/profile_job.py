@@ -79,21 +79,30 @@ def action_label(plan: str) -> str:
     return plan.split("== Physical Plan ==")[-1].strip().splitlines()[0][:60] if plan.strip() else "?"
 
 
-def read_event_log(folder: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(query progress records, finished Spark jobs with their batch id and step) from the event log in `folder`."""
+def read_event_log(folder: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, dict[str, Any]]]:
+    """(query progress records, finished Spark jobs with batch id and step, SQL executions) from the event log in `folder`.
+
+    A batch's foreachBatch call is one root SQL execution (its start and end
+    bracket the Python function); the jobs it runs are nested executions.
+    """
     [path] = [p for p in folder.iterdir() if p.is_file()]
-    progress, jobs, labels = [], {}, {}
+    progress, jobs, labels, executions = [], {}, {}, {}
     with path.open(encoding="utf-8") as lines:
         for line in lines:
             event = json.loads(line)
             kind = event["Event"]
             if kind.endswith("SQLExecutionStart"):
                 labels[str(event["executionId"])] = action_label(event.get("physicalPlanDescription", ""))
+                executions[str(event["executionId"])] = {"start": event["time"] / 1e3,
+                                                         "root": str(event.get("rootExecutionId", event["executionId"]))}
+            elif kind.endswith("SQLExecutionEnd") and str(event["executionId"]) in executions:
+                executions[str(event["executionId"])]["end"] = event["time"] / 1e3
             elif kind == "SparkListenerJobStart":
                 props = event.get("Properties") or {}
                 batch = re.search(r"batch = (\d+)", props.get("spark.job.description", ""))
                 jobs[event["Job ID"]] = {
                     "name": labels.get(props.get("spark.sql.execution.id", ""), props.get("callSite.short", "?")),
+                    "execution": props.get("spark.sql.execution.id", ""),
                     "batch_id": int(batch.group(1)) if batch else None, "start": event["Submission Time"] / 1e3,
                     "stages": len(event["Stage Infos"]), "tasks": sum(st["Number of Tasks"] for st in event["Stage Infos"]),
                 }
@@ -102,10 +111,24 @@ def read_event_log(folder: Path) -> tuple[list[dict[str, Any]], list[dict[str, A
                 job["seconds"] = round(event["Completion Time"] / 1e3 - job["start"], 3)
             elif kind == PROGRESS_EVENT:
                 progress.append(event["progress"])
-    return progress, [job for job in jobs.values() if "seconds" in job]
+    return progress, [job for job in jobs.values() if "seconds" in job], executions
 
 
-def per_batch(progress: list[dict[str, Any]], jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def driver_gaps(mine: list[dict[str, Any]], executions: dict[str, dict[str, Any]]) -> dict[str, float]:
+    """Seconds the foreachBatch function spent outside Spark jobs: before each job, and after the last one."""
+    root = executions.get(executions.get(mine[0]["execution"], {}).get("root", ""), {}) if mine else {}
+    if "end" not in root:
+        return {}
+    gaps, edge = {}, root["start"]
+    for job in mine:
+        gaps[f"before: {job['name']}"] = round(job["start"] - edge, 3)
+        edge = job["start"] + job["seconds"]
+    gaps["after the last job (progress, commit, unpersist)"] = round(root["end"] - edge, 3)
+    return gaps
+
+
+def per_batch(progress: list[dict[str, Any]], jobs: list[dict[str, Any]],
+              executions: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     """Each batch with data: its durationMs and the Spark jobs it ran."""
     batches = []
     for record in progress:
@@ -118,6 +141,7 @@ def per_batch(progress: list[dict[str, Any]], jobs: list[dict[str, Any]]) -> lis
             "batch_id": record["batchId"], "rows": rows, "duration_ms": record["durationMs"],
             "spark_jobs": [{k: j[k] for k in ("name", "seconds", "stages", "tasks")} for j in mine],
             "driver_seconds_outside_jobs": round(add_batch - sum(j["seconds"] for j in mine), 3),
+            "driver_gaps": driver_gaps(mine, executions),
         })
     return batches
 
@@ -255,7 +279,9 @@ def render(result: dict[str, Any]) -> str:
     lines.append(f"  Spark jobs per batch: {mean([len(b['spark_jobs']) for b in full]):.1f}; seconds per batch by call site:")
     for site, seconds in sorted(by_site.items(), key=lambda item: -sum(item[1])):
         lines.append(f"    {sum(seconds) / len(full):>7.2f} s  ({len(seconds) / len(full):.1f} jobs)  {site}")
-    lines.append(f"    {mean([b['driver_seconds_outside_jobs'] for b in full]):>7.2f} s  driver-side, outside any Spark job")
+    lines.append(f"    {mean([b['driver_seconds_outside_jobs'] for b in full]):>7.2f} s  driver-side, outside any Spark job:")
+    for gap in (full[0].get("driver_gaps") or {}):
+        lines.append(f"    {mean([b['driver_gaps'].get(gap, 0) for b in full]):>15.2f} s  {gap}")
     if result["sweep_rows_per_s"]:
         lines.append("  decode variants (cached records) and connector writes (pre-decoded rows), rows/s:")
         for label, rate in result["sweep_rows_per_s"].items():
