@@ -120,7 +120,8 @@ class AirflowClient:
     def _unavailable(self, method: str, path: str, error: BaseException) -> AirflowUnavailable:
         waited = f" within {self.deadline.seconds:.0f}s" if self.deadline and self.deadline.seconds else ""
         status = getattr(error, "status_code", None)
-        return AirflowUnavailable(f"Airflow at {self.base} gave no answer to {method} {path}{waited} (last: {short(error, 300)})", status)
+        return AirflowUnavailable(f"Airflow at {self.base} gave no answer to {method} {path}{waited} (last: {short(error, 300)})", status,
+                                  reason=getattr(error, "reason", None))
 
     def _login(self) -> None:
         self.session.headers.pop("Authorization", None)

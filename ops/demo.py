@@ -66,7 +66,7 @@ def wait(check: Callable[[], T], what: str, component: str, then: str, deadline:
     return call_until(
         check, deadline, transient=transient, notice=notice,
         on_timeout=lambda error: DemoError(
-            f"{component}: gave up waiting for {what} after {deadline.seconds:.0f}s (last: {short(error, 400)}); {then}"),
+            f"{component}: gave up waiting for {what} after {deadline.seconds:.0f}s (last: {getattr(error, 'reason', None) or short(error, 400)}); {then}"),
     )
 
 
