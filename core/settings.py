@@ -66,7 +66,7 @@ class Settings(BaseSettings):
     datasource_url: str = "http://localhost:8765/api/"
     datasource_timeout_seconds: float = 30.0
     datasource_retries: int = Field(default=5, ge=0)
-    # urllib3 Retry backoff: sleeps 0, 2f, 4f, ... seconds between retries (Retry-After wins when sent).
+    # Backoff between retries (tenacity): f, 2f, 4f, ... seconds, at most 30 (Retry-After wins when sent).
     datasource_backoff_factor: float = Field(default=0.5, ge=0)
     # A server's Retry-After is honoured up to this many seconds, and one run's whole
     # fetch must finish within the deadline, however the server answers.
