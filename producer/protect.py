@@ -229,13 +229,14 @@ def new_key(path: Path, settings: Settings) -> Path:
 
 def read_row(settings: Settings, user_id: str) -> dict[str, Any]:
     """The user's Cassandra row as a dict (column -> value); a missing row is a ProtectionError."""
-    from core.cassandra_schema import connect
+    from core.cassandra_schema import connect, validate_identifier
 
+    table = (f"{validate_identifier(settings.cassandra_keyspace, 'CASSANDRA_KEYSPACE')}."
+             f"{validate_identifier(settings.cassandra_table, 'CASSANDRA_TABLE')}")
     with connect(settings) as session:
-        row = session.execute(f"SELECT * FROM {settings.cassandra_keyspace}.{settings.cassandra_table} WHERE id = %s",
-                              (uuid.UUID(user_id),)).one()
+        row = session.execute(f"SELECT * FROM {table} WHERE id = %s", (uuid.UUID(user_id),)).one()
     if row is None:
-        raise ProtectionError(f"no user with id {user_id} in {settings.cassandra_keyspace}.{settings.cassandra_table}")
+        raise ProtectionError(f"no user with id {user_id} in {table}")
     return row._asdict()
 
 

@@ -137,7 +137,8 @@ def _attempt(session: requests.Session, url: str, params: dict[str, Any], timeou
         raise _DeadlinePassed("no time left for a request")
     try:
         response = session.get(url, params=params, timeout=min(timeout, remaining))
-    except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
+    except (requests.exceptions.ConnectionError, requests.exceptions.Timeout,
+            requests.exceptions.ChunkedEncodingError) as exc:  # the last: a body cut off mid-transfer
         raise _Transient(type(exc).__name__) from exc
     if response.status_code in RETRY_STATUSES:
         cap = getattr(session, "max_retry_after", 60.0)
@@ -193,6 +194,9 @@ def fetch_page(session: requests.Session, url: str, params: dict[str, Any], time
         response = _get_with_retries(session, url, params, timeout, math.inf if deadline is None else deadline)
     except _DeadlinePassed as exc:
         raise _deadline_error(where, deadline_seconds, exc.last) from exc
+    except requests.exceptions.RequestException as exc:  # not transient: a malformed URL, a bad encoding...
+        raise DataSourceError(f"data source request failed ({type(exc).__name__}: {exc}) for GET {where}. "
+                              "Check DATASOURCE_URL (e.g. http://localhost:8765/api/).") from exc
     except _Transient as exc:
         if exc.what.startswith("HTTP"):
             raise DataSourceError(

@@ -150,3 +150,24 @@ def test_secrets_are_dropped_from_every_fetched_record(httpserver):
     batches = fetch(serve(httpserver, Script(OK)))
     assert batches[0].records == [{"login": {"uuid": "7a0eed16-9430-4d68-901f-c0d4c1c3bf00", "username": "u"}}]
     assert PAGE["results"][0]["login"]["password"] == "hunter2-secret"  # the input was not changed in place
+
+
+def test_a_body_cut_off_mid_transfer_is_retried(httpserver):
+    calls = []
+
+    def handler(request: Request) -> Response:
+        calls.append(time.monotonic())
+        response = Response(json.dumps(PAGE), content_type="application/json")
+        if len(calls) == 1:
+            response = Response(json.dumps(PAGE)[:40], content_type="application/json")
+            response.headers["Content-Length"] = "5000"  # promises more than it sends, then closes
+        return response
+
+    httpserver.expect_request("/api/").respond_with_handler(handler)
+    batches = fetch(httpserver.url_for("/api/"), deadline=30)
+    assert len(calls) == 2 and batches[0].records[0]["login"]["username"] == "u"
+
+
+def test_a_url_without_a_scheme_is_a_clear_error():
+    with pytest.raises(DataSourceError, match=r"request failed \(InvalidSchema: .*Check DATASOURCE_URL"):
+        fetch("localhost:8765/api/")
