@@ -17,6 +17,7 @@ from typing import Any
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
+from core.security_hints import registry_hint
 from core.settings import Settings
 
 
@@ -43,10 +44,12 @@ class RegistryUnavailable(RuntimeError):
     """The Schema Registry could not be reached at all."""
 
     def __init__(self, url: str, cause: BaseException) -> None:
+        hint = registry_hint(cause)  # it answered, but not in a way this client accepts (TLS, scheme)
         super().__init__(
             f"cannot reach the Schema Registry at {url} ({type(cause).__name__}: {cause}). "
-            "Is it running? Start the stack with `make up` (check with `python -m stack status`), "
-            "or set SCHEMA_REGISTRY_URL to a reachable Confluent-compatible registry."
+            + (f"{hint}." if hint else
+               "Is it running? Start the stack with `make up` (check with `python -m stack status`), "
+               "or set SCHEMA_REGISTRY_URL to a reachable Confluent-compatible registry.")
         )
         self.url = url
 

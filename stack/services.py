@@ -378,6 +378,15 @@ def _stream_command(s: Settings, layout: Layout) -> list[str]:
     return [sys.executable, "-m", "stack.supervisor", "--", sys.executable, "-m", "spark.stream_job"]
 
 
+def _stream_env(s: Settings, layout: Layout) -> dict[str, str]:
+    """A local-mode driver binds its RPC ports and its UI (which can kill jobs) to loopback, not every interface.
+
+    Spark binds the UI to SPARK_LOCAL_IP, else 0.0.0.0; a driver for a remote
+    cluster must stay reachable by its executors, so it is left alone then.
+    """
+    return {"SPARK_LOCAL_IP": "127.0.0.1"} if s.spark_master.startswith("local") else {}
+
+
 def _stream_probe(s: Settings) -> str:
     """Ready once this start of the job has logged its query as started (after the schema and table checks).
 
@@ -412,13 +421,14 @@ SERVICES: dict[str, Service] = {
     service.name: service
     for service in (
         Service("kafka", _kafka_ports, _kafka_command, _kafka_probe, prepare=_kafka_prepare, startup_timeout=90),
-        Service("registry", _registry_ports, _registry_command, _registry_probe, prepare=_registry_prepare, depends_on=("kafka",), startup_timeout=120),
+        Service("registry", _registry_ports, _registry_command, _registry_probe, prepare=_registry_prepare, depends_on=("kafka",),
+                startup_timeout=240),  # about 90 s alone; secured and on 2 busy cores, twice that
         Service("cassandra", _cassandra_ports, _cassandra_command, _cassandra_probe, prepare=_cassandra_prepare, startup_timeout=180, stop_timeout=45),
         Service("datasource", _datasource_port, _datasource_command, _datasource_probe, startup_timeout=30,
                 elsewhere=_datasource_elsewhere),
         Service("airflow", lambda s: {"api": _port_of(s.airflow_url)}, _airflow_command, _airflow_probe,
                 env=_airflow_env, depends_on=("kafka", "registry", "datasource"), startup_timeout=300, stop_timeout=45),
-        Service("stream", lambda s: {}, _stream_command, _stream_probe,
+        Service("stream", lambda s: {}, _stream_command, _stream_probe, env=_stream_env,
                 depends_on=("kafka", "registry", "cassandra"), startup_timeout=180, stop_timeout=45),
         # No depends_on: the monitor shows services that are down, so it may start before them.
         Service("monitor", lambda s: {"http": _port_of(s.monitor_url)}, _monitor_command, _monitor_probe, startup_timeout=60),
