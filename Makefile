@@ -3,6 +3,7 @@
 #
 #   make demo    the whole pipeline end to end on the embedded stack (the main job)
 #   make test    unit, integration and end-to-end tests against the real services
+#   make test-fast  only the tests that need no service, JDK, Airflow, Spark or browser
 #
 # Both install what they need first (Python venv from requirements.lock,
 # jars through Maven from stack/pom.xml).
@@ -18,7 +19,7 @@ ifdef SECURE
 export STACK_SECURITY := on
 endif
 
-.PHONY: setup jars browser up up-all down status monitor clean register cassandra-schema stream demo test bench lock
+.PHONY: setup jars browser up up-all down status monitor clean register cassandra-schema stream demo test test-fast bench lock
 
 setup: $(VENV)/.installed jars
 
@@ -77,6 +78,14 @@ demo: setup
 
 test: setup browser
 	$(PY) -m stack test $(PYTEST_ARGS)
+
+# The fast tier: every test no marker of pyproject.toml's list sends to the stack, a JDK,
+# Airflow, Spark or a browser; it starts nothing and needs no jars (tests/test_tiers.py
+# keeps this expression naming every marker).
+FAST_TESTS := not integration and not spark and not airflow and not e2e and not faults and not jdk and not browser
+
+test-fast: $(VENV)/.installed
+	$(PY) -m pytest -m "$(FAST_TESTS)" $(PYTEST_ARGS)
 
 bench: setup
 	$(PY) -m stack run-with-stack -- $(PY) -m bench $(BENCH_ARGS)

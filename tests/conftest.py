@@ -40,3 +40,26 @@ def spark():
     session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()
+
+
+# Fixtures that reach a service, a JVM, Airflow or a browser, and the marker a test using one must carry,
+# so that `make test-fast` (which deselects by marker) never runs it and a test's needs show in its marks.
+FIXTURE_MARKERS = {
+    "stack_services": "integration", "stack_settings": "integration", "live_settings": "integration",
+    "fresh_topic": "integration", "corner": "integration", "corner_factory": "integration",
+    "keyspace": "integration", "secured_stack": "integration", "private_stack": "integration",
+    "spark": "spark", "standalone_cluster": "spark", "airflow_home": "airflow",
+    "monitor_url": "browser", "browser": "browser",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Refuse to run a test that uses a service fixture without that service's marker (the tiers rely on marks)."""
+    unmarked = sorted(
+        f"{item.nodeid}: uses `{fixture}`, so mark it @pytest.mark.{marker}"
+        for item in items
+        for fixture, marker in FIXTURE_MARKERS.items()
+        if fixture in item.fixturenames and item.get_closest_marker(marker) is None
+    )
+    if unmarked:
+        raise pytest.UsageError("tests that need the stack must say so:\n  " + "\n  ".join(unmarked))

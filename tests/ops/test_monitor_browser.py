@@ -26,7 +26,7 @@ from core.settings import REPO_ROOT
 from tests.ops.conftest import DECODE_REASON, TRANSFORM_REASON
 from tests.ports import closed_port
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 WAIT = 90  # seconds for the page to show a value: the machine is shared and slow

@@ -7,11 +7,13 @@ import pytest
 from stack.services import StackError, find_java, java_major
 
 
+@pytest.mark.jdk
 def test_finds_a_java_17_for_kafka_and_cassandra():
     java = find_java(17, maximum=17)
     assert java_major(java) == 17
 
 
+@pytest.mark.jdk
 def test_the_registry_gets_java_21_or_newer():
     assert java_major(find_java(21)) >= 21
 
