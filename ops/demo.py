@@ -30,7 +30,7 @@ from urllib.parse import urlparse
 from core.job_state import RUNNING
 from core.settings import Settings, load_settings
 from ops.airflow_api import FINISHED, AirflowApiError, AirflowClient, AirflowUnavailable
-from ops.job_watch import job_report
+from ops.job_watch import RESTART_NOTE, JobReport, RepeatedFailures, job_report
 from ops.leftovers import describe, find_leftovers, table_rows
 from ops.waits import Deadline, NotYet, SlowNotice, call_until, short
 from stack import launcher
@@ -205,9 +205,13 @@ def wait_for_rows(settings: Settings, layout: Layout, expected: int, since: date
     """Poll Cassandra until the streaming job has written every published user, showing progress and the job's state."""
     counter = RowCounter(settings)
     shown = {"count": -1, "job": "running"}
+    repeated = RepeatedFailures()
 
     def check() -> int:
         report = job_report(settings, layout, launcher.read_pid(layout, "stream"))
+        if repeated.crash_loop(report):
+            report = JobReport("stopped", f"it failed {len(repeated.runs)} times in a row with the same error, restarts "
+                                          f"do not help: {report.line.removesuffix(RESTART_NOTE)}")
         if report.line != shown["job"] and report.state != RUNNING:
             print(f"    stream: {report.line}", flush=True)
         shown["job"] = report.line if report.state != RUNNING else "running"

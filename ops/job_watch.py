@@ -19,7 +19,7 @@ crash-looping; until then the demo shows the line and keeps waiting.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -34,6 +34,7 @@ MARKER_TIME = re.compile(re.escape(START_MARKER) + r"(\d{4}-\d\d-\d\d \d\d:\d\d:
 # reason (`spark.stream_job: ...`). Stack frames (`\tat ...`, `  File ...`) never match.
 EXCEPTION_LINE = re.compile(r"^(?:Caused by: )?(?:[\w$]+\.)*[A-Z][\w$]*(?:Error|Exception|Exit|Failure)\b:?.*$")
 JOB_REASON = re.compile(r"^spark\.stream_job: (.+)$")
+RESTART_NOTE = " (waiting for the job to be restarted)"
 CRASH_LOOP = re.compile(r"crash[- ]?loop|giving up|gave up", re.IGNORECASE)
 
 
@@ -43,6 +44,7 @@ class JobReport:
 
     state: str  # running, waiting, failed (restart expected), stopped (final)
     line: str  # one line a person can act on
+    failure: tuple[str, str, str] | None = None  # (error class, message, since) of a `failed` state
 
     @property
     def stopped(self) -> bool:
@@ -66,7 +68,32 @@ def job_report(settings: Settings, layout: Layout, pid: int | None) -> JobReport
     error = record.get("error") or {}
     if record.get("state") == FAILED and (error.get("final") or CRASH_LOOP.search(f"{error.get('message', '')} {error.get('hint', '')}")):
         return JobReport("stopped", one_line(record))
-    return JobReport(FAILED, one_line(record) + " (waiting for the job to be restarted)")
+    failure = (str(error.get("class")), str(error.get("message")), str(record.get("since")))
+    return JobReport(FAILED, one_line(record) + RESTART_NOTE, failure)
+
+
+@dataclass
+class RepeatedFailures:
+    """The same error after a restart: the restart did not help, so the person at the terminal should know now.
+
+    The supervisor stops a crash loop when the same *batch* fails again and
+    again; a failure outside a batch (the Kafka source refusing offsets that
+    went backwards, say) has no batch, and would be restarted until the demo's
+    deadline. Two failures with the same error class and message, written by
+    two runs (a restart in between, whatever it did), are enough for the demo
+    to stop waiting.
+    """
+
+    limit: int = 2
+    runs: list[tuple[str, str, str]] = field(default_factory=list)
+
+    def crash_loop(self, report: JobReport) -> bool:
+        if report.failure is None or report.failure in self.runs:
+            return False
+        if self.runs and self.runs[-1][:2] != report.failure[:2]:
+            self.runs.clear()
+        self.runs.append(report.failure)
+        return len(self.runs) >= self.limit
 
 
 def fresh_state(settings: Settings, started: datetime | None) -> dict | None:

@@ -6,13 +6,14 @@ Pure file reading (a temporary stack home and checkpoint), so these need no serv
 from __future__ import annotations
 
 import os
+import time
 from datetime import datetime, timedelta
 
 import pytest
 
 from core.job_state import FAILED, RUNNING, WAITING, job_state_path, write_job_state
 from core.settings import Settings
-from ops.job_watch import job_report, last_exception
+from ops.job_watch import RepeatedFailures, job_report, last_exception
 from stack.layout import Layout
 from stack.services import START_MARKER
 
@@ -130,3 +131,34 @@ def test_a_running_job_is_running(stack):
     assert job_report(settings, layout, pid=os.getpid()).state == RUNNING
     job_state_path(settings.spark_checkpoint_dir).unlink()  # a job that writes no state file: running while alive
     assert job_report(settings, layout, pid=os.getpid()).state == RUNNING
+
+
+def test_the_same_error_after_a_restart_is_a_crash_loop_for_the_demo(stack):
+    """A failure outside a batch has no batch id, so the supervisor would restart it until the demo's deadline."""
+    settings, layout = stack
+    offsets_changed = {"class": "IllegalStateException", "message": "Partition users-2's offset was changed from 10 to 2",
+                       "offsets": {"users": {"2": 10}}}
+    repeated = RepeatedFailures()
+    start_marker(layout)
+    state(settings, FAILED, error=offsets_changed)
+    first = job_report(settings, layout, pid=os.getpid())
+    assert first.state == FAILED and not repeated.crash_loop(first)
+    assert not repeated.crash_loop(job_report(settings, layout, pid=os.getpid()))  # the same record, polled again
+    start_marker(layout, datetime.now() + timedelta(seconds=2))  # the supervisor restarts the job
+    assert job_report(settings, layout, pid=os.getpid()).state == RUNNING
+    time.sleep(2.5)
+    state(settings, RUNNING)
+    assert not repeated.crash_loop(job_report(settings, layout, pid=os.getpid()))
+    state(settings, FAILED, error=offsets_changed)
+    assert repeated.crash_loop(job_report(settings, layout, pid=os.getpid()))
+
+
+def test_a_different_error_after_a_restart_is_not_a_crash_loop(stack):
+    settings, layout = stack
+    repeated = RepeatedFailures()
+    start_marker(layout)
+    state(settings, FAILED, error={"class": "IOException", "message": "disk full"})
+    assert not repeated.crash_loop(job_report(settings, layout, pid=os.getpid()))
+    time.sleep(1.1)
+    state(settings, FAILED, error=FAILURE)
+    assert not repeated.crash_loop(job_report(settings, layout, pid=os.getpid()))
