@@ -28,7 +28,6 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
-
 import tenacity
 
 from core.settings import Settings, load_settings
