@@ -124,6 +124,21 @@ def test_cassandra_refuses_a_wrong_client_and_the_error_names_the_setting(secure
     assert setting in result.stderr, result.stderr
 
 
+@pytest.mark.parametrize(
+    ("override", "setting"),
+    [
+        ({"SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO": "userstream:not-the-password"}, "SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO"),
+        ({"SCHEMA_REGISTRY_URL": "http://localhost:31081/apis/ccompat/v7"}, "SCHEMA_REGISTRY_URL"),
+        ({"SCHEMA_REGISTRY_CA_LOCATION": "/etc/ssl/certs/ca-certificates.crt"}, "SCHEMA_REGISTRY_CA_LOCATION"),
+    ],
+    ids=["wrong-password", "plaintext-client", "untrusted-ca"],
+)
+def test_the_registry_refuses_a_wrong_client_and_register_names_the_setting(secured_stack, override, setting):
+    result = secured_stack.run("producer.register", "--dry-run", timeout=120, **override)
+    assert result.returncode == 1
+    assert setting in result.stderr, result.stderr
+
+
 def test_the_registry_wants_tls_and_a_login(secured_stack):
     settings = secured_stack.client_settings()
     url = settings.schema_registry_url.rstrip("/") + "/subjects"
