@@ -36,9 +36,10 @@ def test_prometheus_scrapes_the_monitors_metrics(compose, services):
 
 
 def test_prometheus_reads_the_config_file_from_the_repo(services):
+    """The file `--config.file` names is mounted from the one the test above checks."""
     prometheus = services["prometheus"]
-    assert mounts(prometheus)["/etc/prometheus/prometheus.yml"] == "./docker/prometheus.yml"
-    assert "--config.file=/etc/prometheus/prometheus.yml" in prometheus["command"]
+    (config,) = [arg.split("=", 1)[1] for arg in prometheus["command"] if arg.startswith("--config.file=")]
+    assert REPO_ROOT / mounts(prometheus)[config] == PROMETHEUS_CONFIG
     assert prometheus["depends_on"] == {"monitor": {"condition": "service_healthy"}}
 
 
@@ -62,4 +63,5 @@ def test_the_monitor_sees_the_job_files_and_the_airflow_password(compose, servic
     assert volumes[checkpoint_parent] == "spark-checkpoints"
     assert volumes[f"{env['STACK_HOME']}/airflow"] == "airflow-auth"
     assert volumes[f"{env['STACK_HOME']}/monitor"] == "monitor-history"
-    assert {"spark-checkpoints", "airflow-auth", "monitor-history", "prometheus-data"} <= set(compose["volumes"])
+    named = {source for service in services.values() for source in mounts(service).values() if not source.startswith((".", "/"))}
+    assert named - set(compose["volumes"]) == set(), "named volumes a service mounts must be declared"

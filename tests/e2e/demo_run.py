@@ -40,8 +40,10 @@ class DemoProcess:
         )
         self._queue: queue.Queue[str] = queue.Queue()
         self._stderr: list[str] = []
-        threading.Thread(target=self._read, args=(self.process.stdout, self._queue.put), daemon=True).start()
-        threading.Thread(target=self._read, args=(self.process.stderr, self._stderr.append), daemon=True).start()
+        self._readers = [threading.Thread(target=self._read, args=(self.process.stdout, self._queue.put), daemon=True),
+                         threading.Thread(target=self._read, args=(self.process.stderr, self._stderr.append), daemon=True)]
+        for reader in self._readers:
+            reader.start()
 
     @staticmethod
     def _read(stream, sink) -> None:
@@ -70,7 +72,8 @@ class DemoProcess:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
-        time.sleep(0.5)  # let the reader threads drain the pipes
+        for reader in self._readers:  # each ends at its pipe's end, once the demo and its children closed it
+            reader.join(timeout=30)
         while not self._queue.empty():
             self.lines.append(self._queue.get())
         return subprocess.CompletedProcess(self.process.args, self.process.returncode, self.stdout, self.stderr)

@@ -60,6 +60,7 @@ def test_the_registry_client_gets_the_ca_and_basic_auth(secured, material):
     assert conf["basic.auth.user.info"] == f"userstream:{material.passwords['registry']}"
 
 
+@pytest.mark.jdk  # keytool reads the truststore
 def test_the_cassandra_connector_gets_tls_with_a_truststore_java_reads(secured, material):
     conf = cassandra_conf(secured)
     assert conf["spark.cassandra.connection.ssl.enabled"] == "true"

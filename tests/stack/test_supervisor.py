@@ -100,8 +100,7 @@ def test_a_crashed_or_killed_job_is_restarted_and_sigterm_to_the_group_stops_bot
     os.killpg(job.process.pid, signal.SIGTERM)  # what the launcher's stop sends
     assert job.process.wait(15) == 0, job.text()
     wait_until(lambda: not job.group_alive(), 15, "the job to be gone with its supervisor")
-    time.sleep(1.5)
-    assert job.runs == 3, "no restart after SIGTERM"
+    assert job.runs == 3, "no restart after SIGTERM"  # the whole group is gone: nothing is left to start one
     assert "stopped (" in job.text() and "restart 3" not in job.text()
 
 
@@ -168,7 +167,8 @@ def test_the_launcher_runs_the_stream_service_under_the_supervisor(tmp_path):
         first = wait_until(job.job_pids, 10, "the job under the supervisor")[0]
 
         os.kill(first, signal.SIGKILL)
-        wait_until(lambda: job.job_pids() and job.job_pids()[0] != first, 20, "a new job process")
+        # One listing per check: between two, the killed job can be reaped and the list empty.
+        wait_until(lambda: (pids := job.job_pids()) and pids[0] != first, 20, "a new job process")
         wait_until(lambda: _ready(settings), 20, "the probe to see the restarted job's query")
         assert "restart 1 in" in job.text()
     finally:
