@@ -19,7 +19,7 @@ from producer import register
 from producer.pipeline import run
 from tests.producer.stack_fixtures import consume
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.jdk]  # Kafka, the registry, and `java` for Kafka's own code
 PARTITIONS = 7
 
 JAVA_PARTITIONS = """
