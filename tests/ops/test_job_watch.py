@@ -149,7 +149,7 @@ def test_the_same_error_after_a_restart_is_a_crash_loop_for_the_demo(stack):
     time.sleep(2.5)
     state(settings, RUNNING)
     assert not repeated.crash_loop(job_report(settings, layout, pid=os.getpid()))
-    state(settings, FAILED, error=offsets_changed)
+    state(settings, FAILED, error={**offsets_changed, "message": "Partition users-0's offset was changed from 11 to 0"})
     assert repeated.crash_loop(job_report(settings, layout, pid=os.getpid()))
 
 
