@@ -1,7 +1,8 @@
 """Start, stop and inspect the embedded stack's processes.
 
 Each service runs in its own process group with its output in
-`.stack/logs/<name>.log` and its pid in `.stack/run/<name>.pid`. `up` is
+`.stack/logs/<name>.log` and its pid in `.stack/run/<name>.pid` (read back
+with core/processes.py, as the status view does). `up` is
 idempotent (a running, ready service is left alone), refuses a port that
 something else holds, and waits for the service's real readiness probe while
 printing progress. `down` stops in reverse dependency order (SIGTERM, then
@@ -19,6 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.processes import alive, group_alive, read_pid_file
 from core.settings import Settings
 from stack.layout import Layout
 from stack.services import SERVICES, START_MARKER, NotReady, Service, StackError
@@ -44,19 +46,10 @@ def ordered(names: list[str]) -> list[str]:
 
 
 def read_pid(layout: Layout, name: str) -> int | None:
-    """The pid of our process for `name`, if it is still alive (a stale pid file is removed)."""
+    """The pid of our process for `name`, if it still runs; the pid file of an exited process (or a zombie) is removed."""
     path = layout.pidfile(name)
-    if not path.exists():
-        return None
-    pid = int(path.read_text().strip() or 0)
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        path.unlink(missing_ok=True)
-        return None
-    # A zombie (exited, not reaped) is not running.
-    stat = Path(f"/proc/{pid}/stat")
-    if stat.exists() and stat.read_text().split(") ")[-1].startswith("Z"):
+    pid = read_pid_file(path)
+    if pid is not None and alive(pid) is None:
         path.unlink(missing_ok=True)
         return None
     return pid
@@ -173,16 +166,9 @@ def _signal_group(pid: int, sig: int) -> None:
 
 
 def _group_alive(pgid: int) -> bool:
-    """True while any non-zombie process of the group is left."""
+    """True while any non-zombie process of the group is left; reaps the leader first if it is our own child."""
     _reap(pgid)
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(") ", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            return True
-    return False
+    return group_alive(pgid)
 
 
 def _reap(pid: int) -> None:
@@ -228,13 +214,12 @@ class ServiceStatus:
     pid: int | None
     ports: dict[str, int]
     version: str
-    rss_mb: int | None
     log: Path
     detail: str = ""
 
 
 def status(settings: Settings, layout: Layout) -> list[ServiceStatus]:
-    """One row per service: whether our process runs, whether it answers its probe, its memory."""
+    """One row per service: whether our process runs and answers its probe (memory: the status view, ops/status)."""
     rows = []
     for name, service in SERVICES.items():
         pid = read_pid(layout, name)
@@ -246,21 +231,6 @@ def status(settings: Settings, layout: Layout) -> list[ServiceStatus]:
                 version, state = service.probe(settings), "up"
             except NotReady as exc:
                 state, detail = "starting", str(exc)
-        rows.append(ServiceStatus(name, state, pid, service.ports(settings), version, _rss_mb(pid), layout.log(name), detail))
+        rows.append(ServiceStatus(name, state, pid, service.ports(settings), version, layout.log(name), detail))
     return rows
 
-
-def _rss_mb(pid: int | None) -> int | None:
-    """Resident memory of the whole process group (Airflow standalone is several processes)."""
-    if pid is None:
-        return None
-    total_kb = 0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(") ", 1)[1].split()
-            if int(fields[2]) == pid:
-                status_text = (stat.parent / "status").read_text()
-                total_kb += int(next(line.split()[1] for line in status_text.splitlines() if line.startswith("VmRSS:")))
-        except (OSError, IndexError, StopIteration, ValueError):
-            continue
-    return total_kb // 1024

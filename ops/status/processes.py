@@ -6,7 +6,8 @@ so it reads the files itself instead of importing the launcher (which imports
 the probes of core.health: importing it back would make a circle). Under
 docker-compose, or against remote services, there are no pid files and the
 probes alone tell the state. Nothing here changes a file: a stale pid file is
-reported, and left for the launcher to clean up.
+reported, and left for the launcher to clean up. Liveness and memory are
+core/processes.py's, which the launcher uses too.
 """
 
 from __future__ import annotations
@@ -14,9 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import psutil
-
 from core import names
+from core.processes import alive, read_pid_file, tree_rss_mb
 
 
 @dataclass
@@ -28,38 +28,6 @@ class ProcessInfo:
     rss_mb: int | None  # the whole process tree (Airflow standalone is several processes)
     log: str
     stale_pid: int | None = None  # the pid file names a process that no longer runs
-
-
-def read_pid_file(path: Path) -> int | None:
-    """The pid in a launcher pid file, None when the file is missing or empty."""
-    if not path.is_file():
-        return None
-    text = path.read_text().strip()
-    return int(text) if text.isdigit() else None
-
-
-def alive(pid: int) -> psutil.Process | None:
-    """The process if it runs (a zombie, exited but not reaped, does not)."""
-    try:
-        process = psutil.Process(pid)
-        return None if process.status() == psutil.STATUS_ZOMBIE else process
-    except psutil.NoSuchProcess:
-        return None
-
-
-def tree_rss_mb(process: psutil.Process) -> int | None:
-    """Resident memory of a process and all its descendants, in MB."""
-    total = 0
-    try:
-        members = [process, *process.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return None
-    for member in members:
-        try:
-            total += member.memory_info().rss
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            continue  # a child that exited in between counts for nothing
-    return total // (1024 * 1024)
 
 
 def launcher_processes(stack_home: Path) -> dict[str, ProcessInfo]:
