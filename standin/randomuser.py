@@ -17,7 +17,8 @@ Query parameters (as randomuser.me):
     inc, exc  comma lists of top-level fields to include / exclude
     format    only "json" (the default)
 
-Shape and quirks reproduced from the real API v1.4: `location.postcode` is an
+Shape and quirks reproduced from the real API v1.4 (standin/users.py makes
+the users from standin/nationalities.py's data): `location.postcode` is an
 int for most nationalities and a string for GB, CA, NL and IE; `id.value` is
 null (and `id.name` empty) for IR, NZ, TR and UA; coordinates and timezone
 offsets are strings; IR names are Persian, UA and RS names Cyrillic;
@@ -38,362 +39,30 @@ Failure injection (for tests; all deterministic):
     malformed=R            corrupt a fraction R (0..1) of records: missing
                            fields, wrong types, unparseable values; which
                            records and how is fixed by seed + page.
-    --malformed-rate R (or env DATASOURCE_MALFORMED_RATE) sets the default R.
+    --malformed-rate R sets the default R.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
-import os
-import random
 import secrets
 import sys
 import threading
 import time
-import uuid
-from datetime import datetime, timezone
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from standin.nationalities import ALL_NATS, NATIONALITIES
+from standin.users import FIELDS, generate
+
+__all__ = ["ALL_NATS", "VERSION", "DataSource", "generate", "make_server", "main"]  # what tests and benchmarks use
+
 MAX_RESULTS = 5000
 VERSION = "1.4"
-# Ages are computed against this instant, not "now", so a seed replays byte for byte.
-REFERENCE_DATE = datetime(2025, 1, 1, tzinfo=timezone.utc)
-_REFERENCE_MS = int(REFERENCE_DATE.timestamp() * 1000)
-_MS_PER_YEAR = 365.2425 * 24 * 3600 * 1000
-_DOB_RANGE_MS = (int(datetime(1945, 1, 1, tzinfo=timezone.utc).timestamp() * 1000),
-                 int(datetime(2006, 12, 31, tzinfo=timezone.utc).timestamp() * 1000))
-_REGISTERED_RANGE_MS = (int(datetime(2002, 1, 1, tzinfo=timezone.utc).timestamp() * 1000),
-                        int(datetime(2024, 12, 1, tzinfo=timezone.utc).timestamp() * 1000))
-FIELDS = ("gender", "name", "location", "email", "login", "dob", "registered",
-          "phone", "cell", "id", "picture", "nat")
 
-# --- Per-nationality data ----------------------------------------------------
-# Names are (as written, latin spelling for the email/username).
-# id format: "#" digit, "@" upper-case letter; None name means "no national id" (value null).
-# postcode format: int range (lo, hi) or a string pattern.
-
-def _latin(*names: str) -> list[tuple[str, str]]:
-    return [(n, n) for n in names]
-
-
-NATIONALITIES: dict[str, dict[str, Any]] = {
-    "AU": dict(country="Australia", id=("TFN", "#########"), postcode=(200, 9999), phone="0#-####-####",
-               cell="04##-###-###", male=_latin("Jack", "Oliver", "Lucas", "Noah", "Cooper"),
-               female=_latin("Charlotte", "Ruby", "Isla", "Mia", "Zoe"),
-               last=_latin("Smith", "Taylor", "Walker", "Harris", "Kelly"),
-               places=[("Sydney", "New South Wales"), ("Perth", "Western Australia"), ("Hobart", "Tasmania")],
-               streets=["George St", "Hunter St", "Queen St", "Mill Road"]),
-    "BR": dict(country="Brazil", id=("CPF", "###.###.###-##"), postcode=(10000, 99999), phone="(##) ####-####",
-               cell="(##) #####-####", male=_latin("João", "Pedro", "Lucas", "Gabriel", "Raul"),
-               female=_latin("Ana", "Luíza", "Beatriz", "Mariana", "Yara"),
-               last=[("Araújo", "araujo"), ("Gonçalves", "goncalves"), ("da Silva", "dasilva"), ("Souza", "souza"),
-                     ("Rocha", "rocha")],
-               places=[("São Paulo", "São Paulo"), ("Recife", "Pernambuco"), ("Manaus", "Amazonas")],
-               streets=["Rua Três", "Rua Principal", "Avenida Brasil", "Rua São Jorge"]),
-    "CA": dict(country="Canada", id=("SIN", "#########"), postcode="@#@ #@#", phone="@##-###-####",
-               cell="@##-###-####", male=_latin("Liam", "Ethan", "William", "Logan", "Félix"),
-               female=_latin("Emma", "Olivia", "Chloé", "Maëlle", "Sophie"),
-               last=[("Tremblay", "tremblay"), ("Roy", "roy"), ("Gagnon", "gagnon"), ("Côté", "cote"),
-                     ("Martin", "martin")],
-               places=[("Toronto", "Ontario"), ("Montréal", "Québec"), ("Calgary", "Alberta")],
-               streets=["Dundas Rd", "King St", "Parliament St", "Rue Principale"]),
-    "CH": dict(country="Switzerland", id=("AVS", "756.####.####.##"), postcode=(1000, 9999), phone="07# ### ## ##",
-               cell="07# ### ## ##", male=_latin("Luca", "Noah", "Leon", "Julien", "Marco"),
-               female=_latin("Lena", "Mia", "Chiara", "Léa", "Anna"),
-               last=_latin("Müller", "Meier", "Schmid", "Keller", "Rochat"),
-               places=[("Zürich", "Zürich"), ("Genève", "Genève"), ("Bern", "Bern")],
-               streets=["Rue de la Gare", "Bahnhofstrasse", "Place du Marché", "Kirchweg"]),
-    "DE": dict(country="Germany", id=("SVNR", "## ###### @ ###"), postcode=(10000, 99999), phone="0###-#######",
-               cell="01##-#######", male=_latin("Jonas", "Felix", "Leon", "Maximilian", "Paul"),
-               female=_latin("Hannah", "Lea", "Emilia", "Sophie", "Marie"),
-               last=[("Müller", "muller"), ("Schmidt", "schmidt"), ("Schäfer", "schafer"), ("Becker", "becker"),
-                     ("Wagner", "wagner")],
-               places=[("Berlin", "Berlin"), ("München", "Bayern"), ("Köln", "Nordrhein-Westfalen")],
-               streets=["Schlossstraße", "Gartenstraße", "Lindenstraße", "Bergstraße"]),
-    "DK": dict(country="Denmark", id=("CPR", "######-####"), postcode=(1000, 9990), phone="########",
-               cell="########", male=_latin("Magnus", "Oscar", "Emil", "Mikkel", "Frederik"),
-               female=[("Ida", "ida"), ("Freja", "freja"), ("Clara", "clara"), ("Sofie", "sofie"), ("Åse", "ase")],
-               last=[("Jensen", "jensen"), ("Nielsen", "nielsen"), ("Sørensen", "sorensen"), ("Larsen", "larsen"),
-                     ("Møller", "moller")],
-               places=[("København", "Hovedstaden"), ("Aarhus", "Midtjylland"), ("Odense", "Syddanmark")],
-               streets=["Vestergade", "Østergade", "Skolevej", "Kirkevej"]),
-    "ES": dict(country="Spain", id=("DNI", "########-@"), postcode=(1000, 52999), phone="9##-###-###",
-               cell="6##-###-###", male=_latin("Hugo", "Pablo", "Álvaro", "Mario", "Iván"),
-               female=_latin("Lucía", "Sofía", "Martina", "Paula", "Alba"),
-               last=[("García", "garcia"), ("Fernández", "fernandez"), ("López", "lopez"), ("Martín", "martin"),
-                     ("Núñez", "nunez")],
-               places=[("Madrid", "Comunidad de Madrid"), ("Sevilla", "Andalucía"), ("Bilbao", "País Vasco")],
-               streets=["Calle Mayor", "Calle de Alcalá", "Avenida de América", "Paseo de Extremadura"]),
-    "FI": dict(country="Finland", id=("HETU", "######-###@"), postcode=(10000, 99999), phone="0#-###-###",
-               cell="04#-###-##-##", male=_latin("Eino", "Väinö", "Onni", "Leevi", "Aleksi"),
-               female=_latin("Aino", "Eevi", "Venla", "Aada", "Siiri"),
-               last=[("Korhonen", "korhonen"), ("Virtanen", "virtanen"), ("Mäkinen", "makinen"),
-                     ("Nieminen", "nieminen"), ("Heikkinen", "heikkinen")],
-               places=[("Helsinki", "Uusimaa"), ("Tampere", "Pirkanmaa"), ("Oulu", "Pohjois-Pohjanmaa")],
-               streets=["Hämeenkatu", "Mannerheimintie", "Pispalan Valtatie", "Aleksanterinkatu"]),
-    "FR": dict(country="France", id=("INSEE", "############# ##"), postcode=(1000, 95999), phone="0#-##-##-##-##",
-               cell="06-##-##-##-##", male=_latin("Lucas", "Théo", "Mathis", "Jules", "Noé"),
-               female=_latin("Léa", "Chloé", "Manon", "Inès", "Camille"),
-               last=[("Martin", "martin"), ("Bernard", "bernard"), ("Dubois", "dubois"), ("Lefèvre", "lefevre"),
-                     ("Girard", "girard")],
-               places=[("Paris", "Paris"), ("Lyon", "Rhône"), ("Marseille", "Bouches-du-Rhône")],
-               streets=["Rue de la Mairie", "Rue Principale", "Place de l'Église", "Avenue Jean-Jaurès"]),
-    "GB": dict(country="United Kingdom", id=("NINO", "@@ ## ## ## @"), postcode="@@# #@@", phone="0##-###-####",
-               cell="07###-######", male=_latin("Harry", "George", "Oliver", "Jack", "Alfie"),
-               female=_latin("Amelia", "Olivia", "Isla", "Poppy", "Ella"),
-               last=_latin("Smith", "Jones", "Williams", "Brown", "Evans"),
-               places=[("London", "Greater London"), ("Leeds", "West Yorkshire"), ("Bristol", "Avon")],
-               streets=["High Street", "Station Road", "Church Lane", "Victoria Road"]),
-    "IE": dict(country="Ireland", id=("PPS", "#######@"), postcode="@## @#@#", phone="0#1-###-####",
-               cell="08#-###-####", male=_latin("Seán", "Conor", "Cian", "Darragh", "Oisín"),
-               female=_latin("Aoife", "Saoirse", "Niamh", "Róisín", "Ciara"),
-               last=[("Murphy", "murphy"), ("Kelly", "kelly"), ("O'Sullivan", "osullivan"), ("Walsh", "walsh"),
-                     ("Byrne", "byrne")],
-               places=[("Dublin", "Leinster"), ("Cork", "Munster"), ("Galway", "Connacht")],
-               streets=["Main Street", "Church Road", "Grafton Street", "Patrick Street"]),
-    "IN": dict(country="India", id=("UIDAI", "############"), postcode=(100000, 999999), phone="####-#######",
-               cell="9#########", male=[("Aarav", "aarav"), ("आदित्य", "aditya"), ("Vihaan", "vihaan"),
-                                       ("Arjun", "arjun"), ("रोहन", "rohan")],
-               female=[("Ananya", "ananya"), ("दिया", "diya"), ("Saanvi", "saanvi"), ("Isha", "isha"),
-                       ("प्रिया", "priya")],
-               last=[("Sharma", "sharma"), ("पटेल", "patel"), ("Reddy", "reddy"), ("Iyer", "iyer"),
-                     ("Nair", "nair")],
-               places=[("Mumbai", "Maharashtra"), ("Chennai", "Tamil Nadu"), ("Jaipur", "Rajasthan")],
-               streets=["MG Road", "Station Road", "Nehru Nagar", "Gandhi Marg"]),
-    "IR": dict(country="Iran", id=None, postcode=(10000, 99999), phone="0##-########", cell="09##-###-####",
-               male=[("محمدطاها", "mhmdth"), ("امیرحسین", "amyrhsyn"), ("علی", "aly"), ("پارسا", "parsa"),
-                     ("آرش", "arsh")],
-               female=[("زهرا", "zhra"), ("نازنین", "naznyn"), ("مریم", "mrym"), ("یاسمن", "yasmn"),
-                       ("ترانه", "tranh")],
-               last=[("کریمی", "krymy"), ("محمدی", "mhmdy"), ("رضایی", "rzayy"), ("موسوی", "mousvy"),
-                     ("کامروا", "kamrva")],
-               places=[("تهران", "تهران"), ("شیراز", "فارس"), ("اصفهان", "اصفهان")],
-               streets=["شهید رجایی", "آزادی", "امام خمینی", "ولیعصر"]),
-    "MX": dict(country="Mexico", id=("NSS", "## ## ## #### #"), postcode=(10000, 99999), phone="(6##) ### ####",
-               cell="(6##) ### ####", male=_latin("Santiago", "Mateo", "Diego", "Emiliano", "Sebastián"),
-               female=_latin("Ximena", "Valentina", "Regina", "María José", "Renata"),
-               last=[("Hernández", "hernandez"), ("García", "garcia"), ("Martínez", "martinez"),
-                     ("Rodríguez", "rodriguez"), ("Peña", "pena")],
-               places=[("Guadalajara", "Jalisco"), ("Mérida", "Yucatán"), ("Puebla", "Puebla")],
-               streets=["Calle Juárez", "Avenida Hidalgo", "Privada Morelos", "Callejón Zaragoza"]),
-    "NL": dict(country="Netherlands", id=("BSN", "########"), postcode="#### @@", phone="(0##) #######",
-               cell="(06) ########", male=_latin("Daan", "Sem", "Lucas", "Bram", "Thijs"),
-               female=_latin("Emma", "Julia", "Tess", "Sanne", "Fenna"),
-               last=[("de Jong", "dejong"), ("Jansen", "jansen"), ("van den Berg", "vandenberg"),
-                     ("Bakker", "bakker"), ("Visser", "visser")],
-               places=[("Amsterdam", "Noord-Holland"), ("Utrecht", "Utrecht"), ("Groningen", "Groningen")],
-               streets=["Kerkstraat", "Dorpsstraat", "Molenweg", "Stationsplein"]),
-    "NO": dict(country="Norway", id=("FN", "###########"), postcode=(1000, 9999), phone="########",
-               cell="4#######", male=_latin("Jakob", "Emil", "Filip", "Henrik", "Sander"),
-               female=[("Nora", "nora"), ("Emma", "emma"), ("Ingrid", "ingrid"), ("Sølvi", "solvi"),
-                       ("Maja", "maja")],
-               last=[("Hansen", "hansen"), ("Johansen", "johansen"), ("Olsen", "olsen"), ("Bråten", "braten"),
-                     ("Haugen", "haugen")],
-               places=[("Oslo", "Oslo"), ("Bergen", "Vestland"), ("Tromsø", "Troms")],
-               streets=["Storgata", "Kirkeveien", "Skogveien", "Fjordgata"]),
-    "NZ": dict(country="New Zealand", id=None, postcode=(1000, 9999), phone="(###)-###-####", cell="(###)-###-####",
-               male=_latin("Oliver", "Nikau", "Hunter", "Mason", "Tama"),
-               female=_latin("Charlotte", "Aroha", "Isla", "Harper", "Mere"),
-               last=_latin("Wilson", "Thompson", "Ngata", "Walker", "Clarke"),
-               places=[("Auckland", "Auckland"), ("Wellington", "Wellington"), ("Dunedin", "Otago")],
-               streets=["Tuam Street", "Great North Road", "Karangahape Road", "Queen Street"]),
-    "RS": dict(country="Serbia", id=("SID", "#########"), postcode=(10000, 39999), phone="0##-####-###",
-               cell="06#-####-###", male=[("Милош", "milos"), ("Никола", "nikola"), ("Стефан", "stefan"),
-                                         ("Лазар", "lazar"), ("Душан", "dusan")],
-               female=[("Јелена", "jelena"), ("Милица", "milica"), ("Ана", "ana"), ("Тамара", "tamara"),
-                       ("Драгана", "dragana")],
-               last=[("Јовановић", "jovanovic"), ("Петровић", "petrovic"), ("Николић", "nikolic"),
-                     ("Марковић", "markovic"), ("Ђорђевић", "dordevic")],
-               places=[("Београд", "Централна Србија"), ("Нови Сад", "Војводина"), ("Ниш", "Нишавски")],
-               streets=["Краља Петра", "Булевар ослобођења", "Његошева", "Цара Душана"]),
-    "TR": dict(country="Turkey", id=None, postcode=(10000, 81999), phone="(###)-###-####", cell="(###)-###-####",
-               male=[("Mehmet", "mehmet"), ("Mustafa", "mustafa"), ("Çağan", "cagan"), ("Ömer", "omer"),
-                     ("Yiğit", "yigit")],
-               female=[("Zeynep", "zeynep"), ("Elif", "elif"), ("Şule", "sule"), ("Ayşe", "ayse"),
-                       ("Gülsüm", "gulsum")],
-               last=[("Yılmaz", "yilmaz"), ("Kaya", "kaya"), ("Öztürk", "ozturk"), ("Çelik", "celik"),
-                     ("Şahin", "sahin")],
-               places=[("İstanbul", "İstanbul"), ("Ankara", "Ankara"), ("İzmir", "İzmir")],
-               streets=["Atatürk Sk", "Istiklal Cd", "Bağdat Cd", "Kushimoto Sk"]),
-    "UA": dict(country="Ukraine", id=None, postcode=(10000, 99999), phone="(0##) ###-####", cell="(09#) ###-####",
-               male=[("Олександр", "oleksandr"), ("Андрій", "andriy"), ("Богдан", "bogdan"), ("Тарас", "taras"),
-                     ("Ярослав", "yaroslav")],
-               female=[("Олена", "olena"), ("Ірина", "irina"), ("Оксана", "oksana"), ("Соломія", "solomiya"),
-                       ("Христина", "hristina")],
-               last=[("Шевченко", "shevchenko"), ("Коваленко", "kovalenko"), ("Бондаренко", "bondarenko"),
-                     ("Ткаченко", "tkachenko"), ("Мельник", "melnik")],
-               places=[("Київ", "Київська"), ("Львів", "Львівська"), ("Одеса", "Одеська")],
-               streets=["Хрещатик", "Шевченка", "Лесі Українки", "Грушевського"]),
-    "US": dict(country="United States", id=("SSN", "###-##-####"), postcode=(10000, 99999), phone="(###) ###-####",
-               cell="(###) ###-####", male=_latin("James", "Michael", "Ethan", "Logan", "Wyatt"),
-               female=_latin("Jennie", "Emily", "Madison", "Abigail", "Harper"),
-               last=_latin("Nichols", "Johnson", "Miller", "Davis", "Wilson"),
-               places=[("Billings", "Montana"), ("Austin", "Texas"), ("Fresno", "California")],
-               streets=["Valwood Pkwy", "Pecan Acres Ln", "Hickory Creek Dr", "W Sherman Dr"]),
-}
-ALL_NATS = tuple(NATIONALITIES)
-_FRENCH_TITLES = {"FR", "CH"}
-
-TIMEZONES = [
-    ("-12:00", "Eniwetok, Kwajalein"), ("-11:00", "Midway Island, Samoa"), ("-10:00", "Hawaii"),
-    ("-9:00", "Alaska"), ("-8:00", "Pacific Time (US & Canada)"), ("-7:00", "Mountain Time (US & Canada)"),
-    ("-6:00", "Central Time (US & Canada), Mexico City"), ("-5:00", "Eastern Time (US & Canada), Bogota, Lima"),
-    ("-4:00", "Atlantic Time (Canada), Caracas, La Paz"), ("-3:30", "Newfoundland"),
-    ("-3:00", "Brazil, Buenos Aires, Georgetown"), ("-2:00", "Mid-Atlantic"), ("-1:00", "Azores, Cape Verde Islands"),
-    ("0:00", "Western Europe Time, London, Lisbon, Casablanca"), ("+1:00", "Brussels, Copenhagen, Madrid, Paris"),
-    ("+2:00", "Kaliningrad, South Africa"), ("+3:00", "Baghdad, Riyadh, Moscow, St. Petersburg"),
-    ("+3:30", "Tehran"), ("+4:00", "Abu Dhabi, Muscat, Baku, Tbilisi"), ("+4:30", "Kabul"),
-    ("+5:00", "Ekaterinburg, Islamabad, Karachi, Tashkent"), ("+5:30", "Bombay, Calcutta, Madras, New Delhi"),
-    ("+5:45", "Kathmandu"), ("+6:00", "Almaty, Dhaka, Colombo"), ("+7:00", "Bangkok, Hanoi, Jakarta"),
-    ("+8:00", "Beijing, Perth, Singapore, Hong Kong"), ("+9:00", "Tokyo, Seoul, Osaka, Sapporo, Yakutsk"),
-    ("+9:30", "Adelaide, Darwin"), ("+10:00", "Eastern Australia, Guam, Vladivostok"),
-    ("+11:00", "Magadan, Solomon Islands, New Caledonia"), ("+12:00", "Auckland, Wellington, Fiji, Kamchatka"),
-]
-_ADJECTIVES = ("yellow", "happy", "silver", "tiny", "lazy", "brown", "purple", "heavy", "crazy", "angry",
-               "beautiful", "black", "blue", "golden", "green", "orange", "red", "sad", "white", "ticklish")
-_ANIMALS = ("peacock", "tiger", "rabbit", "bear", "butterfly", "cat", "dog", "duck", "elephant", "fish", "frog",
-            "goose", "gorilla", "koala", "leopard", "lion", "mouse", "ostrich", "panda", "swan", "wolf", "zebra")
-_PASSWORDS = ("addison", "trouble", "sunshine", "qwerty", "dragon", "monkey", "letmein", "shadow", "master",
-              "jennifer", "hunter", "buster", "soccer", "harley", "batman", "andrew", "tigger", "charlie")
-_SALT_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
-_UPPER = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-
-
-# --- Generation ------------------------------------------------------------------
-
-def _fill(rng: random.Random, pattern: str) -> str:
-    """Expand a format: '#' becomes a digit, '@' an upper-case letter (ids, phones, postcodes)."""
-    return "".join(
-        str(rng.randrange(10)) if ch == "#" else rng.choice(_UPPER) if ch == "@" else ch for ch in pattern
-    )
-
-
-def _iso_millis(ms: int) -> str:
-    """randomuser.me's timestamp format: ISO 8601, milliseconds, 'Z'."""
-    dt = datetime.fromtimestamp(ms // 1000, tz=timezone.utc)
-    return f"{dt:%Y-%m-%dT%H:%M:%S}.{ms % 1000:03d}Z"
-
-
-def _dated(rng: random.Random, lo_hi: tuple[int, int]) -> dict[str, Any]:
-    """A {"date", "age"} pair; age in whole years before REFERENCE_DATE."""
-    ms = rng.randrange(*lo_hi)
-    return {"date": _iso_millis(ms), "age": int((_REFERENCE_MS - ms) // _MS_PER_YEAR)}
-
-
-def make_user(rng: random.Random, nat: str) -> dict[str, Any]:
-    """One user of nationality `nat`, shaped exactly like a randomuser.me v1.4 result."""
-    data = NATIONALITIES[nat]
-    gender = "male" if rng.random() < 0.5 else "female"
-    first, first_latin = rng.choice(data[gender])
-    last, last_latin = rng.choice(data["last"])
-    if nat in _FRENCH_TITLES:
-        title = "Monsieur" if gender == "male" else rng.choice(("Madame", "Mademoiselle"))
-    else:
-        title = "Mr" if gender == "male" else rng.choice(("Ms", "Miss", "Mrs", "Madame"))
-    city, state = rng.choice(data["places"])
-    postcode_spec = data["postcode"]
-    postcode: int | str = rng.randint(*postcode_spec) if isinstance(postcode_spec, tuple) else _fill(rng, postcode_spec)
-    offset, description = rng.choice(TIMEZONES)
-    id_spec = data["id"]
-    national_id = {"name": "", "value": None} if id_spec is None else {"name": id_spec[0], "value": _fill(rng, id_spec[1])}
-    password = rng.choice(_PASSWORDS) if rng.random() < 0.8 else f"{rng.choice(_PASSWORDS)}{rng.randint(1, 999)}"
-    salt = "".join(rng.choice(_SALT_CHARS) for _ in range(8))
-    salted = (password + salt).encode()
-    picture_no = rng.randrange(100)
-    folder = "men" if gender == "male" else "women"
-    return {
-        "gender": gender,
-        "name": {"title": title, "first": first, "last": last},
-        "location": {
-            "street": {"number": rng.randint(1, 9999), "name": rng.choice(data["streets"])},
-            "city": city,
-            "state": state,
-            "country": data["country"],
-            "postcode": postcode,
-            "coordinates": {"latitude": f"{rng.uniform(-90, 90):.4f}", "longitude": f"{rng.uniform(-180, 180):.4f}"},
-            "timezone": {"offset": offset, "description": description},
-        },
-        "email": f"{first_latin}.{last_latin}@example.com".lower().replace(" ", ""),
-        "login": {
-            "uuid": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
-            "username": f"{rng.choice(_ADJECTIVES)}{rng.choice(_ANIMALS)}{rng.randint(100, 999)}",
-            "password": password,
-            "salt": salt,
-            "md5": hashlib.md5(salted).hexdigest(),
-            "sha1": hashlib.sha1(salted).hexdigest(),
-            "sha256": hashlib.sha256(salted).hexdigest(),
-        },
-        "dob": _dated(rng, _DOB_RANGE_MS),
-        "registered": _dated(rng, _REGISTERED_RANGE_MS),
-        "phone": _fill(rng, data["phone"]),
-        "cell": _fill(rng, data["cell"]),
-        "id": national_id,
-        "picture": {
-            "large": f"https://randomuser.me/api/portraits/{folder}/{picture_no}.jpg",
-            "medium": f"https://randomuser.me/api/portraits/med/{folder}/{picture_no}.jpg",
-            "thumbnail": f"https://randomuser.me/api/portraits/thumb/{folder}/{picture_no}.jpg",
-        },
-        "nat": nat,
-    }
-
-
-# Each corruption is something a real upstream has been seen to do: drop a
-# field, change a type, send an unparseable value. The producer must route all
-# of them to the dead-letter topic, never crash and never publish them.
-def _drop(path: tuple[str, ...]):
-    def corrupt(user: dict[str, Any], rng: random.Random) -> None:
-        node = user
-        for key in path[:-1]:
-            node = node[key]
-        del node[path[-1]]
-    return corrupt
-
-
-def _set(path: tuple[str, ...], value: Any):
-    def corrupt(user: dict[str, Any], rng: random.Random) -> None:
-        node = user
-        for key in path[:-1]:
-            node = node[key]
-        node[path[-1]] = value
-    return corrupt
-
-
-CORRUPTIONS = (
-    _drop(("login",)),
-    _drop(("email",)),
-    _drop(("location", "coordinates")),
-    _drop(("dob", "date")),
-    _set(("location", "coordinates", "latitude"), "not-a-number"),
-    _set(("location", "coordinates", "longitude"), "512.5"),
-    _set(("dob", "date"), "20th of July"),
-    _set(("location", "street", "number"), "12b"),
-    _set(("name",), None),
-    _set(("email",), 42),
-    _set(("login", "uuid"), "not-a-uuid"),
-    _set(("location", "postcode"), None),
-    _set(("registered",), "2010-01-01"),
-)
-
-
-def generate(seed: str, page: int, results: int, nats: tuple[str, ...], malformed: float = 0.0) -> list[dict]:
-    """The users of one page: a pure function of its arguments (that is the replay guarantee)."""
-    rng = random.Random(f"{seed}|{page}|{results}|{','.join(nats)}")
-    users = [make_user(rng, rng.choice(nats)) for _ in range(results)]
-    if malformed > 0:
-        # A separate stream, so the corruption rate does not change the users themselves.
-        bad_rng = random.Random(f"{seed}|{page}|{results}|{','.join(nats)}|malformed")
-        for user in users:
-            if bad_rng.random() < malformed:
-                bad_rng.choice(CORRUPTIONS)(user, bad_rng)
-    return users
-
-
-# --- HTTP ----------------------------------------------------------------------
 
 class BadRequest(ValueError):
     """A query parameter randomuser.me would reject; answered as {"error": ...}."""
@@ -552,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--malformed-rate", type=float,
-                        default=float(os.environ.get("DATASOURCE_MALFORMED_RATE", "0") or 0),
+                        default=0.0,
                         help="default fraction of corrupted records (query param `malformed` overrides)")
     parser.add_argument("--verbose", action="store_true", help="log every request to stderr")
     args = parser.parse_args(argv)
