@@ -106,7 +106,11 @@ def stage_times(settings: Settings, subject: str, schema_id: int, raws: list[dic
 
 def profile_pipeline(settings: Settings, subject: str, raws: list[dict]) -> tuple[float, str]:
     """The publish stage end to end under pyinstrument: (seconds, the profile as text)."""
-    from pyinstrument import Profiler
+    try:
+        from pyinstrument import Profiler
+    except ImportError as exc:
+        raise SystemExit("bench.profile_producer needs pyinstrument, a profiling tool the project does not pin: "
+                         "`.venv/bin/pip install pyinstrument`") from exc
 
     serializer, _ = publish_stage.user_serializer(make_client(settings), subject, "latest")
     producer = publish_stage.make_producer(settings)
