@@ -6,6 +6,10 @@ One module per stage, each with one public entry point that tests call directly:
     registry     SchemaBook                                        writer schemas by id, the reader schema
     decode       with_header(df), decode(df, snapshot)             5-byte header, from_avro per schema id, reasons
     sink         CassandraSink, DeadLetterSink                     upsert rows; poison records with headers
+    write_split  write_or_split(spark, sink, rows, consumed)       rows Cassandra refuses, found by halving the write
+    batch        BatchProcessor                                    one micro-batch: decode, write, progress, commit
+    faults       FaultRider, transient_service                     what is transient, retries, the job state file
+    consumer_group GroupCommitter                                  each batch's end offsets into a consumer group
     progress     next_progress / write_progress                    <checkpoint>.progress.json for `make status`
     stream_job   main(args), UserStreamJob                          the entry point (`python -m spark.stream_job`)
 

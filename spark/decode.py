@@ -204,17 +204,8 @@ def decode(framed: DataFrame, snapshot: SchemaSnapshot, registry_url: str = "the
     return stage.withColumn("reason", reason).drop("_consumed")
 
 
-# The consumed record, carried beside a row so that a row Cassandra refuses can be dead-lettered as it came.
-SOURCE_COLUMNS = {"_source_key": "key", "_source_value": "value", "_source_headers": "headers"}
-
-
-def good_rows(decoded: DataFrame, keep_source: bool = False) -> DataFrame:
-    """The rows to write: reader fields flattened, plus which schema and Kafka position each came from.
-
-    `keep_source` adds the consumed key, value and headers as `_source_*`
-    columns (never written to Cassandra, see spark/sink.py).
-    """
-    source = [F.col(original).alias(name) for name, original in SOURCE_COLUMNS.items()] if keep_source else []
+def good_rows(decoded: DataFrame) -> DataFrame:
+    """The rows to write: reader fields flattened, plus which schema and Kafka position each came from."""
     return decoded.where(F.col("reason").isNull()).select(
         "user.*",
         F.col("schema_id"),
@@ -222,7 +213,6 @@ def good_rows(decoded: DataFrame, keep_source: bool = False) -> DataFrame:
         F.col("partition").alias("kafka_partition"),
         F.col("offset").alias("kafka_offset"),
         F.col("timestamp").alias("kafka_timestamp"),
-        *source,
     )
 
 

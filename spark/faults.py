@@ -63,9 +63,11 @@ KAFKA_MARKERS = (
     "LeaderNotAvailableException", "NotLeaderOrFollowerException", "NotEnoughReplicasException",
     "CoordinatorNotAvailableException", "Timed out waiting for a node assignment",
     "Timed out waiting to send the call",
+    "Cannot fetch record for offset",  # Spark's Kafka consumer in a task (a java.util.concurrent.TimeoutException)
 )
 # Text that means "a connection failed", whichever service it was: the step's own service is meant.
-CONNECTION_MARKERS = ("java.net.ConnectException", "java.net.SocketTimeoutException", "Connection refused")
+CONNECTION_MARKERS = ("java.net.ConnectException", "java.net.SocketTimeoutException", "Connection refused",
+                      "java.util.concurrent.TimeoutException")
 
 # librdkafka error codes for "the cluster or a broker is away" (besides KafkaError.retriable()).
 _KAFKA_TRANSIENT_CODES = {

@@ -5,9 +5,8 @@ job's foreachBatch (spark/batch.py). foreachBatch is at-least-once (a batch
 can be replayed after a crash), so both writes must tolerate replays:
 Cassandra writes are upserts by primary key, and a replayed dead letter is a
 duplicate a human can see (same source topic/partition/offset header), not a
-loss. Columns whose name starts with `_` ride along with the rows (the
-original Kafka key, value and headers, for a row Cassandra refuses) and are
-never written to Cassandra.
+loss. Columns whose name starts with `_` (helper columns such as a row
+number) are never written to Cassandra.
 """
 
 from __future__ import annotations
@@ -40,6 +39,11 @@ PROVENANCE_COLUMNS = {
 CASSANDRA_FORMAT = "org.apache.spark.sql.cassandra"
 # How long the connector may take to hear of a table or column the driver already sees.
 CONNECTOR_SCHEMA_WAIT_SECONDS = 30.0
+
+
+# A dead letter is as big as the record it carries, which the source topic accepted: let the dead-letter
+# topic's max.message.bytes decide, not the Java producer's own 1 MiB cap (buffer.memory must hold one record).
+DEAD_LETTER_PRODUCER_OPTIONS = {"kafka.max.request.size": str(64 * 1024 * 1024), "kafka.buffer.memory": str(128 * 1024 * 1024)}
 
 
 class SchemaMismatchError(RuntimeError):
@@ -174,6 +178,7 @@ class DeadLetterSink:
             dead.select("key", "value", self.headers(stage).alias("headers"))
             .write.format("kafka")
             .options(**kafka_options(self.settings))
+            .options(**DEAD_LETTER_PRODUCER_OPTIONS)
             .option("topic", self.topic)
             .save()
         )

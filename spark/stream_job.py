@@ -16,15 +16,16 @@ Usage:
     python -m spark.stream_job --available-now       # drains what the topic holds now, then exits
     python -m spark.stream_job --master spark://127.0.0.1:7077 --available-now
 
-The same with spark-submit, from the repository root after `make setup`
-(under spark-submit the JVM starts first, so jars and the Avro size cap
-must be passed on the command line):
+The same with spark-submit, from the repository root after `make setup`,
+through the thin entry file jobs/stream_job.py (spark-submit runs a file; this
+module stays an ordinary module of the spark package). Under spark-submit the
+JVM starts first, so jars and the Avro size cap are passed on the command line:
 
     PYSPARK_PYTHON=.venv/bin/python .venv/bin/spark-submit \\
       --master 'local[2]' \\
       --jars "$(ls .stack/jars/spark/*.jar | paste -sd, -)" \\
       --driver-java-options "-Dorg.apache.avro.limits.string.maxLength=8388608 -Dorg.apache.avro.limits.bytes.maxLength=8388608 -Dorg.apache.avro.limits.collectionItems.maxLength=8388608" \\
-      spark/stream_job.py --available-now
+      jobs/stream_job.py --available-now
 
 Faults: one record never stops the job (a record that cannot be decoded,
 or that Cassandra refuses, is dead-lettered with stage `decode` or `write`).
@@ -63,39 +64,30 @@ TABLE to run, and the batch is decoded again after the restart.
 
 from __future__ import annotations
 
-import os
+import argparse
+import logging
 import sys
+from dataclasses import dataclass
+from typing import Any
 
-if __package__ in (None, ""):
-    # Run as a file (spark-submit spark/stream_job.py): import the repository's packages, and keep
-    # spark/ itself off sys.path so its modules cannot shadow top-level ones.
-    _here = os.path.dirname(os.path.abspath(__file__))
-    sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _here]
-    sys.path.insert(0, os.path.dirname(_here))
+from pyspark.errors import StreamingQueryException
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.streaming import StreamingQuery
 
-import argparse  # noqa: E402
-import logging  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
-from typing import Any  # noqa: E402
-
-from pyspark.errors import StreamingQueryException  # noqa: E402
-from pyspark.sql import DataFrame, SparkSession  # noqa: E402
-from pyspark.sql.streaming import StreamingQuery  # noqa: E402
-
-from core.job_state import job_state_path  # noqa: E402
-from core.settings import Settings, load_settings  # noqa: E402
-from core.subjects import user_subject  # noqa: E402
-from core.topics import ensure_pipeline_topics  # noqa: E402
-from spark.batch import BatchProcessor  # noqa: E402
-from spark.consumer_group import GroupCommitter  # noqa: E402
-from spark.decode import avro_compatibility  # noqa: E402
-from spark.faults import (  # noqa: E402
+from core.job_state import job_state_path
+from core.settings import Settings, load_settings
+from core.subjects import user_subject
+from core.topics import ensure_pipeline_topics
+from spark.batch import BatchProcessor
+from spark.consumer_group import GroupCommitter
+from spark.decode import avro_compatibility
+from spark.faults import (
     CASSANDRA, KAFKA, REGISTRY, FaultRider, StateReporter, describe, failure_error, is_ours,
 )
-from spark.kafka_options import kafka_options  # noqa: E402
-from spark.progress import progress_path, read_progress  # noqa: E402
-from spark.registry import RegistryClient, SchemaBook  # noqa: E402
-from spark.session import MissingJarsError, build_spark_session  # noqa: E402
+from spark.kafka_options import kafka_options
+from spark.progress import progress_path, read_progress
+from spark.registry import RegistryClient, SchemaBook
+from spark.session import MissingJarsError, build_spark_session
 
 log = logging.getLogger("spark.stream_job")
 
@@ -229,8 +221,9 @@ class UserStreamJob:
         return record
 
 
-def main(args: argparse.Namespace) -> int:
+def main(argv: list[str] | None = None) -> int:
     """Build the session, run the query until it ends; a failure exits 1 with one line saying what to do."""
+    args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("py4j").setLevel(logging.WARNING)  # one line per callback otherwise
     settings = load_settings()
@@ -303,4 +296,4 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 if __name__ == "__main__":
-    sys.exit(main(parse_args()))
+    sys.exit(main())

@@ -24,7 +24,6 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from spark.decode import SOURCE_COLUMNS
 from spark.faults import CASSANDRA, describe, error_text, transient_service
 from spark.sink import CassandraSink, latest_per_key
 
@@ -62,8 +61,13 @@ class Refused:
         self._cached.unpersist()
 
 
-def write_or_split(spark: SparkSession, sink: CassandraSink, rows: DataFrame) -> Refused | None:
-    """Upsert one row per id; None when everything was written, else the refused rows (all others written)."""
+def write_or_split(spark: SparkSession, sink: CassandraSink, rows: DataFrame, consumed: DataFrame) -> Refused | None:
+    """Upsert one row per id; None when everything was written, else the refused rows (all others written).
+
+    `rows` come from decode.good_rows; `consumed` are the batch's Kafka
+    records (topic, partition, offset, key, value, headers), from which a
+    refused row's original bytes are taken for its dead letter.
+    """
     latest = latest_per_key(rows)
     try:
         sink.save(latest)
@@ -87,7 +91,8 @@ def write_or_split(spark: SparkSession, sink: CassandraSink, rows: DataFrame) ->
         return None
     log.warning("Cassandra refused %d row(s); they go to the dead-letter topic with stage write", len(refused))
     reasons = spark.createDataFrame(sorted(refused.items()), f"{ROW_NUMBER} long, reason string")
-    return Refused(_as_dead_letters(numbered.join(F.broadcast(reasons), ROW_NUMBER)), len(refused), numbered)
+    refused_rows = numbered.join(F.broadcast(reasons), ROW_NUMBER)
+    return Refused(_as_dead_letters(refused_rows, consumed), len(refused), numbered)
 
 
 def _split(sink: CassandraSink, numbered: DataFrame, low: int, high: int, error: BaseException,
@@ -106,11 +111,11 @@ def _split(sink: CassandraSink, numbered: DataFrame, low: int, high: int, error:
             _split(sink, numbered, start, end, exc, refused)
 
 
-def _as_dead_letters(rows: DataFrame) -> DataFrame:
-    """The columns DeadLetterSink reads, from a written row and its `_source_*` columns."""
-    original = {name: F.col(column).alias(name) for column, name in SOURCE_COLUMNS.items()}
-    return rows.select(
-        original["key"], original["value"], original["headers"],
+def _as_dead_letters(refused: DataFrame, consumed: DataFrame) -> DataFrame:
+    """The columns DeadLetterSink reads: each refused row's consumed record, its schema id and the reason."""
+    positions = refused.select(
         F.col("kafka_topic").alias("topic"), F.col("kafka_partition").alias("partition"),
-        F.col("kafka_offset").alias("offset"), F.col("schema_id"), F.col("reason"),
+        F.col("kafka_offset").alias("offset"), "schema_id", "reason",
     )
+    records = consumed.select("topic", "partition", "offset", "key", "value", "headers")
+    return records.join(F.broadcast(positions), ["topic", "partition", "offset"])

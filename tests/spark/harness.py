@@ -284,11 +284,27 @@ def as_stored(user: dict) -> dict[str, Any]:
     return stored
 
 
+_EPOCH = dt.datetime(1970, 1, 1)
+
+
+def exact_millis(value: Any) -> Any:
+    """A timestamp as Cassandra stores it (whole milliseconds).
+
+    cassandra-driver turns the stored milliseconds into a datetime through a
+    float (`ms / 1000.0`), which is off by microseconds for far dates
+    (9999-12-31T23:59:59.999 reads back as ...59.998993); rounding to the
+    millisecond gives back exactly what is stored.
+    """
+    if not isinstance(value, dt.datetime):
+        return value
+    return _EPOCH + dt.timedelta(milliseconds=round((value - _EPOCH) / dt.timedelta(milliseconds=1)))
+
+
 def assert_rows_match(rows: dict[str, dict[str, Any]], users: list[dict]) -> None:
     """Exactly these users, every field equal."""
     assert sorted(rows) == sorted(u["id"] for u in users), "row ids differ from the produced ids"
     for user in users:
-        row = {k: (str(v) if k == "id" else v) for k, v in rows[user["id"]].items()}
+        row = {k: (str(v) if k == "id" else exact_millis(v)) for k, v in rows[user["id"]].items()}
         expected = as_stored(user)
         different = {k: (expected[k], row.get(k)) for k in expected if row.get(k) != expected[k]}
         assert not different, f"user {user['id']}: (expected, stored) differ: {different}"

@@ -168,3 +168,11 @@ def test_session_conf_carries_connector_cassandra_and_avro_limits(monkeypatch):
     submitted = session_conf(load_settings(), "app", None, jvm_running=True)
     assert not {"spark.jars", "spark.jars.packages", "spark.master", "spark.driver.extraJavaOptions"} & set(submitted)
     assert "-Dorg.apache.avro.limits.bytes.maxLength=8388608" in submitted["spark.executor.extraJavaOptions"]
+
+
+def test_session_dates_are_proleptic_and_never_rebased():
+    """Spark 3.5 throws on pre-1900 timestamps in to_avro and shifts pre-1582 ones on their way to Cassandra otherwise."""
+    conf = session_conf(load_settings(), "app", "local[1]", jvm_running=False)
+    assert conf["spark.sql.avro.datetimeRebaseModeInWrite"] == conf["spark.sql.avro.datetimeRebaseModeInRead"] == "CORRECTED"
+    assert conf["spark.sql.legacy.parquet.datetimeRebaseModeInWrite"] == "CORRECTED"
+    assert conf["spark.sql.datetime.java8API.enabled"] == "true"
