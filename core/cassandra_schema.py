@@ -293,9 +293,18 @@ def add_columns_for(settings: Settings, session: Any, avro_schema: dict[str, Any
     return statements
 
 
-def main(args: argparse.Namespace) -> int:
+def main(argv: list[str] | None = None) -> int:
+    """The command line; an expected, explained failure is one line on stderr and exit 1 (a traceback would bury it)."""
+    args = parse_args(argv)
+    try:
+        return run(args, load_settings())
+    except (CassandraUnavailable, CassandraSchemaError, ValueError) as error:
+        print(f"cassandra-schema: error: {error}", file=sys.stderr)
+        return 1
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
     """Apply the schema file, or the columns for a new Avro schema; print the CQL."""
-    settings = load_settings()
     if args.add_columns_for:
         avro_schema = json.loads(Path(args.add_columns_for).read_text(encoding="utf-8"))
         with connect(settings) as session:
@@ -322,9 +331,4 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main(parse_args()))
-    except (CassandraUnavailable, CassandraSchemaError, ValueError) as error:
-        # Expected, explained failures: the message says what to do, a traceback would bury it.
-        print(f"cassandra-schema: error: {error}", file=sys.stderr)
-        sys.exit(1)
+    sys.exit(main())

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Submits spark/stream_job.py to the standalone master (service spark-stream in
+# Submits the streaming job (jobs/stream_job.py, spark-submit's entry file
+# for spark/stream_job.py) to the standalone master (service spark-stream in
 # docker-compose.yml), in client mode: this container is the driver, the
 # workers run the executors. The jars are the ones docker/spark.Dockerfile
 # resolved from stack/pom.xml; SPARK_JARS tells the job the same list, so it
@@ -31,4 +32,4 @@ exec "$SPARK_HOME/bin/spark-submit" \
     --conf spark.driver.bindAddress=0.0.0.0 \
     --conf spark.cores.max=2 \
     --conf spark.executor.memory=768m \
-    /opt/userstream/spark/stream_job.py "$@"
+    /opt/userstream/jobs/stream_job.py "$@"

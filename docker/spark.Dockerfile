@@ -50,6 +50,7 @@ COPY pyproject.toml /opt/userstream/
 COPY core /opt/userstream/core
 COPY producer /opt/userstream/producer
 COPY spark /opt/userstream/spark
+COPY jobs /opt/userstream/jobs
 COPY schemas /opt/userstream/schemas
 COPY docker /opt/userstream/docker
 

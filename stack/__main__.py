@@ -53,9 +53,9 @@ def cmd_down(settings, layout: Layout, args) -> int:
 
 def cmd_status(settings, layout: Layout, args) -> int:
     """The status view's services table (`python -m ops.status --services`): state, version, pid, memory, log."""
-    from ops.status.__main__ import run
+    from ops.status.__main__ import main
 
-    return run(["--services"])
+    return main(["--services"])
 
 
 def cmd_clean(settings, layout: Layout, args) -> int:

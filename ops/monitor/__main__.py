@@ -19,7 +19,9 @@ from core.settings import Settings, load_settings
 from ops.monitor.app import create_app
 
 
-def main(args: argparse.Namespace, settings: Settings | None = None) -> int:
+def main(argv: list[str] | None = None, settings: Settings | None = None) -> int:
+    """Serve until stopped (SIGTERM from the launcher's `down`, or Ctrl-C)."""
+    args = parse_args(argv)
     settings = settings or load_settings()
     url = urlparse(settings.monitor_url)
     host = args.host or url.hostname or "127.0.0.1"
@@ -38,4 +40,4 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 if __name__ == "__main__":
-    sys.exit(main(parse_args()))
+    sys.exit(main())

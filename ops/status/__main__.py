@@ -33,9 +33,18 @@ def _console() -> Console:
     return Console(soft_wrap=False) if sys.stdout.isatty() else Console(width=240, color_system=None, soft_wrap=False)
 
 
-def main(args: argparse.Namespace, settings: Settings | None = None) -> int:
+def main(argv: list[str] | None = None, settings: Settings | None = None) -> int:
+    """The command line: the driver's per-host warnings are quiet (the report says the host is down); Ctrl-C ends --watch."""
+    args = parse_args(argv)
+    logging.getLogger("cassandra").setLevel(logging.ERROR)
+    try:
+        return show(args, settings or load_settings())
+    except KeyboardInterrupt:
+        return 0
+
+
+def show(args: argparse.Namespace, settings: Settings) -> int:
     """One report (or one per `--watch` interval); 1 with `--check` when a core service is down."""
-    settings = settings or load_settings()
     console = _console()
     while True:
         if args.services:
@@ -80,14 +89,5 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def run(argv: list[str] | None = None) -> int:
-    """The command line: the driver's per-host warnings are quiet (the report says the host is down); Ctrl-C ends --watch."""
-    logging.getLogger("cassandra").setLevel(logging.ERROR)
-    try:
-        return main(parse_args(argv))
-    except KeyboardInterrupt:
-        return 0
-
-
 if __name__ == "__main__":
-    sys.exit(run())
+    sys.exit(main())

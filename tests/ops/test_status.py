@@ -278,7 +278,7 @@ def test_check_exits_1_only_when_a_core_service_is_down(monkeypatch, capsys, che
     for service in built.services:
         service.up = core_up if service.core else False
     monkeypatch.setattr("ops.status.__main__.collect", lambda settings, timeout, scan_seconds: built)
-    assert main(parse_args(["--check"] if check else []), settings=settings_for()) == expected
+    assert main(["--check"] if check else [], settings=settings_for()) == expected
     captured = capsys.readouterr()
     assert "Services" in captured.out
     assert ("status: core service(s) down: kafka, registry, cassandra, datasource" in captured.err) == (expected == 1)

@@ -1,4 +1,7 @@
-"""The spark-submit command in spark/stream_job.py's docstring, run exactly as written, so the manual cannot drift."""
+"""The spark-submit command in spark/stream_job.py's docstring, run exactly as written, so the manual cannot drift.
+
+It submits the entry file jobs/stream_job.py, as docker/spark-submit.sh does.
+"""
 
 from __future__ import annotations
 
@@ -29,7 +32,7 @@ def documented_command() -> str:
 
 def test_documented_spark_submit_command_runs_the_job(corner_factory, tmp_path):
     command = documented_command()
-    assert "spark-submit" in command and command.endswith("spark/stream_job.py --available-now")
+    assert "spark-submit" in command and command.endswith(" jobs/stream_job.py --available-now")
     corner = corner_factory("submit")
     corner.register(V1)
     users = [make_user(i, corner.settings.users_topic) for i in range(50)]
