@@ -22,6 +22,8 @@ Use:
 from __future__ import annotations
 
 import math
+import operator
+import re
 import uuid
 from dataclasses import dataclass, fields
 from functools import lru_cache
@@ -33,9 +35,16 @@ from producer.bounds import DEFAULT_BOUNDS, Bounds
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class User:
-    """One person, flattened exactly like the Avro record `io.userstream.User`."""
+    """One person, flattened exactly like the Avro record `io.userstream.User`.
+
+    Not `slots=True`: a frozen dataclass's generated __init__ sets each of the 28
+    fields with its own object.__setattr__ call, which cost as much per user as
+    the whole Avro write (profile_producer); with an instance __dict__, the
+    transform's fast path builds a User from its field dict in one step
+    (`_user_from_fields`) and the publisher hands that dict to the Avro writer.
+    """
 
     id: str
     username: str
@@ -268,6 +277,115 @@ def _build(raw: Any, ingested_at: datetime, bounds: Bounds) -> User:
     return User(**{name: read(raw, path, bounds) for name, path, read in FIELDS}, ingested_at=ingested_at)
 
 
+# --- The fast path -------------------------------------------------------------
+# transform() runs once per user in the producer's hot loop, where the careful
+# path above (a path walk and two or three calls per field, ~130 Python calls a
+# record) cost as much as Avro serialization and produce() together. So a record
+# is first read by `_fast_build`: straight-line code that accepts only what the
+# careful path accepts and builds the same User. Whenever it is not sure (a
+# missing key, any type but exactly dict/str/int/float, a bound crossed, a UUID
+# not in canonical form, ...) it gives up with None and the careful path decides
+# and names the reason. tests/producer/test_transform_fast.py holds the two paths
+# to the same answers on generated and damaged records.
+
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_STR_ONLY, _DICT_ONLY = {str}, {dict}
+
+
+def _fast_moment(text: str, bounds: Bounds) -> datetime | None:
+    """`_timestamp` for a string already checked as text; None where it would not accept it."""
+    moment = datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        return None
+    moment = moment.astimezone(timezone.utc)
+    if moment.microsecond % 1000:  # the API sends milliseconds: most dates need no truncation
+        moment = moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+    return moment if bounds.min_date <= moment <= bounds.max_date else None
+
+
+def _fast_coordinate(value: Any, limit: float) -> float | None:
+    """`_coordinate` for the exact types JSON gives; NaN fails the range test, so it is None too."""
+    kind = type(value)
+    if kind is not str and kind is not float and kind is not int:
+        return None
+    number = float(value)
+    return number if -limit <= number <= limit else None
+
+
+# The text the careful path checks as text (date strings included, before they are parsed).
+_FAST_TEXT_FIELDS = ("national_id_name", "id", "username", "gender", "title", "first_name", "last_name", "email",
+                     "phone", "cell", "date_of_birth", "registered_at", "street_name", "city", "state", "country",
+                     "postcode", "timezone_offset", "timezone_description", "picture_large", "picture_medium",
+                     "picture_thumbnail", "nationality")
+_fast_texts = operator.itemgetter(*_FAST_TEXT_FIELDS)
+
+
+def _user_from_fields(values: dict[str, Any]) -> User:
+    """A User whose __dict__ is `values` (every field of USER_FIELDS, in order, nothing else): what
+    __init__ would build, without its 28 object.__setattr__ calls. Only the fast path calls it, with a
+    dict it has just built, so nothing else holds a reference that could change a frozen User."""
+    user = _new_object(User)
+    _set_attribute(user, "__dict__", values)
+    return user
+
+
+_new_object, _set_attribute = object.__new__, object.__setattr__
+
+
+def _fast_build(raw: Any, ingested_at: datetime, bounds: Bounds) -> User | None:
+    """The User the careful path would build from `raw`, or None to let the careful path decide."""
+    try:
+        ident, login, name, location, picture = raw["id"], raw["login"], raw["name"], raw["location"], raw["picture"]
+        street, coordinates, zone = location["street"], location["coordinates"], location["timezone"]
+        if type(raw) is not dict or {*map(type, (ident, login, name, location, picture, street, coordinates, zone,
+                                                   raw["dob"], raw["registered"]))} != _DICT_ONLY:
+            return None
+        id_name, id_value, postcode = ident["name"], ident["value"], location["postcode"]
+        values = {
+            "id": login["uuid"], "username": login["username"], "gender": raw["gender"], "title": name["title"],
+            "first_name": name["first"], "last_name": name["last"], "email": raw["email"], "phone": raw["phone"],
+            "cell": raw["cell"], "date_of_birth": raw["dob"]["date"], "registered_at": raw["registered"]["date"],
+            "street_number": street["number"], "street_name": street["name"], "city": location["city"],
+            "state": location["state"], "country": location["country"],
+            "postcode": str(postcode) if type(postcode) is int else postcode,
+            "latitude": coordinates["latitude"], "longitude": coordinates["longitude"],
+            "timezone_offset": zone["offset"], "timezone_description": zone["description"],
+            "national_id_name": "" if id_name is None else id_name,
+            "national_id_value": str(id_value) if type(id_value) is int else id_value,
+            "picture_large": picture["large"], "picture_medium": picture["medium"],
+            "picture_thumbnail": picture["thumbnail"], "nationality": raw["nat"], "ingested_at": ingested_at,
+        }
+        texts = _fast_texts(values)
+        if values["national_id_value"] is not None:
+            texts += (values["national_id_value"],)
+        if {*map(type, texts)} != _STR_ONLY or max(map(len, texts)) > bounds.max_string_length:
+            return None
+        "".join(texts).encode("utf-8")  # a lone surrogate raises UnicodeEncodeError (a ValueError)
+        number = values["street_number"]
+        if not (values["username"].strip() and values["email"].strip() and values["nationality"].strip()
+                and values["postcode"].strip() and type(number) is int and INT32_MIN <= number <= INT32_MAX
+                and _CANONICAL_UUID.fullmatch(values["id"])):  # then str(uuid.UUID(id)) == id, as the careful path
+            return None
+        values["date_of_birth"] = _fast_moment(values["date_of_birth"], bounds)
+        values["registered_at"] = _fast_moment(values["registered_at"], bounds)
+        values["latitude"] = _fast_coordinate(values["latitude"], 90.0)
+        values["longitude"] = _fast_coordinate(values["longitude"], 180.0)
+        if None in (values["date_of_birth"], values["registered_at"], values["latitude"], values["longitude"]):
+            return None
+        return _user_from_fields(values)
+    except (KeyError, TypeError, ValueError, OverflowError):  # anything off: the careful path names it
+        return None
+
+
+@lru_cache(maxsize=4)
+def _utc_millis(ingested_at: datetime) -> datetime:
+    """`ingested_at` in UTC to the millisecond; cached because a whole page shares one timestamp."""
+    if ingested_at.tzinfo is None:
+        # A programming error in the caller, not bad data: fail loudly.
+        raise ValueError("ingested_at must be timezone-aware (use datetime.now(timezone.utc))")
+    return _millis(ingested_at.astimezone(timezone.utc))
+
+
 def transform(raw: Any, ingested_at: datetime, bounds: Bounds = DEFAULT_BOUNDS) -> TransformResult:
     """Map one API record to a `User`, or say why not. Never raises for JSON input.
 
@@ -275,11 +393,12 @@ def transform(raw: Any, ingested_at: datetime, bounds: Bounds = DEFAULT_BOUNDS) 
     one timestamp and tests are deterministic; it must be timezone-aware.
     `bounds` caps text lengths and date ranges (see producer.bounds).
     """
-    if ingested_at.tzinfo is None:
-        # A programming error in the caller, not bad data: fail loudly.
-        raise ValueError("ingested_at must be timezone-aware (use datetime.now(timezone.utc))")
+    ingested_at = _utc_millis(ingested_at)
+    user = _fast_build(raw, ingested_at, bounds)
+    if user is not None:
+        return user
     try:
-        return _build(raw, _millis(ingested_at.astimezone(timezone.utc)), bounds)
+        return _build(raw, ingested_at, bounds)
     except _Invalid as invalid:
         return Rejected(str(invalid))
     except RecursionError:
@@ -290,8 +409,15 @@ def transform(raw: Any, ingested_at: datetime, bounds: Bounds = DEFAULT_BOUNDS) 
 
 def user_to_avro(user: User, ctx: object = None) -> dict[str, Any]:
     """User -> the Avro dict for `io.userstream.User` (timestamps stay aware datetimes:
-    the Avro writer turns them into timestamp-millis). `ctx` lets AvroSerializer use it as `to_dict`."""
-    return {name: getattr(user, name) for name in USER_FIELDS}
+    the Avro writer turns them into timestamp-millis). `ctx` lets AvroSerializer use it as `to_dict`.
+    A copy: the caller may change it (AvroSerializer's field rules do) without touching the User."""
+    return dict(avro_fields(user))
+
+
+def avro_fields(user: User) -> dict[str, Any]:
+    """The User's own field dict, read-only, to hand to an Avro writer without a copy: every User,
+    however built, keeps exactly its fields in its instance __dict__ (a non-slots dataclass)."""
+    return user.__dict__
 
 
 def avro_to_user(record: dict[str, Any], ctx: object = None) -> User:
