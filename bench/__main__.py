@@ -44,7 +44,7 @@ def summary_rows(results: dict[str, dict[str, Any]]) -> list[tuple[str, str, str
                      f"{results['sink']['pipeline_vs_ceiling']:.2f}"))
     if "size" in results:
         r = results["size"]
-        codecs = {k: v for k, v in r["bytes_per_user"].items() if k.startswith("avro-")}
+        codecs = {k: v for k, v in r["bytes_per_user"].items() if k.startswith("avro-")}  # every codec and linger
         best = min(codecs, key=codecs.get)
         seed = r["bytes_per_user"]["seed json"]
         rows.append(("bytes per user, best codec / seed JSON", f"{codecs[best]:,.0f} B ({best})", f"{seed:,.0f} B",
@@ -68,8 +68,8 @@ def render_summary(results: dict[str, dict[str, Any]]) -> str:
     rows = summary_rows(results)
     width = max(len(r[0]) for r in rows)
     lines = ["", "summary (each figure against its baseline, measured in this run)",
-             f"  {'figure':<{width}}  {'value':>22}  {'baseline':>16}  {'ratio':>6}  target"]
-    lines += [f"  {name:<{width}}  {value:>22}  {base:>16}  {ratio:>6}  {TARGETS.get(name, '')}"
+             f"  {'figure':<{width}}  {'value':>34}  {'baseline':>16}  {'ratio':>6}  target"]
+    lines += [f"  {name:<{width}}  {value:>34}  {base:>16}  {ratio:>6}  {TARGETS.get(name, '')}"
               for name, value, base, ratio in rows]
     return "\n".join(lines)
 

@@ -2,14 +2,18 @@
 
 Usage:
     python -m bench.size                     # 20000 users; part of `python -m bench`
-    python -m bench.size --users 5000 --codecs none,zstd
+    python -m bench.size --users 5000 --codecs none,zstd --slow-linger-ms 0
 
 The same users (fetched from the data source and transformed once) are
 published to one private topic per variant, and the broker's log segments
 (`<partition dir>/*.log` under the Kafka data dir, `.stack/data/kafka/`) are
 measured once every delivery is confirmed:
   * "avro-<codec>": the project's publisher (producer.publish, AvroSerializer,
-    idempotent producer, linger 20 ms) with compression.type = codec;
+    idempotent producer, its linger.ms) with compression.type = codec;
+  * "avro-<codec> linger <N> ms": the same with a longer linger.ms
+    (--slow-linger-ms, 0 to skip): a codec compresses a record batch, so
+    fuller batches compress better, and how full they get depends on the
+    publish rate against linger.ms;
   * "seed json": the seed's way, one JSON message per user, uncompressed, no
     key, each in its own record batch (the seed fetched and sent one user per
     API call, so no two users ever shared a batch);
@@ -58,10 +62,12 @@ def user_json(user: User) -> bytes:
     return json.dumps(user_to_avro(user), default=lambda v: v.isoformat(), ensure_ascii=False).encode("utf-8")
 
 
-def publish_avro(settings: Settings, subject: str, topic: str, users: list[User], codec: str) -> None:
-    """The project's publisher with one compression codec; raises if any delivery failed."""
+def publish_avro(settings: Settings, subject: str, topic: str, users: list[User], codec: str,
+                 linger_ms: int | None = None) -> None:
+    """The project's publisher with one compression codec (and linger.ms); raises if any delivery failed."""
     serializer, _ = publish_stage.user_serializer(make_client(settings), subject, "latest")
-    producer = publish_stage.make_producer(settings, **{"compression.type": codec})
+    overrides = {"compression.type": codec, **({"linger.ms": linger_ms} if linger_ms else {})}
+    producer = publish_stage.make_producer(settings, **overrides)
     report = publish_stage.DeliveryReport()
     publish_stage.publish(producer, serializer, ((None, u) for u in users), topic=topic,
                           dead_letter_topic=settings.dead_letter_topic, source="bench.size", report=report)
@@ -90,17 +96,22 @@ def publish_json(settings: Settings, topic: str, users: list[User], *, seed_styl
     publish_stage.finish(producer, report)
 
 
-def measure(settings: Settings, subject: str, users: list[User], codecs: list[str]) -> dict[str, float]:
+def measure(settings: Settings, subject: str, users: list[User], codecs: list[str], slow_linger_ms: int) -> dict[str, float]:
     """Bytes per user on the broker's disk for each variant; the variants' topics are deleted afterwards."""
     base = settings.users_topic
     variants = {f"avro-{codec}": f"{base}-{codec}" for codec in codecs}
+    lingered = {f"avro-{codec} linger {slow_linger_ms} ms": (codec, f"{base}-{codec}-linger")
+                for codec in codecs if slow_linger_ms and codec != "none"}
+    variants.update({name: topic for name, (_, topic) in lingered.items()})
     variants.update({SEED: f"{base}-seed-json", "json batched": f"{base}-json"})
     admin = AdminClient(settings.kafka_config())
     ensure_topics(admin, {topic: settings.users_topic_partitions for topic in variants.values()}, settings.users_topic_replication)
     data_dir = Path(settings.stack_home) / "data" / "kafka"
     try:
         for name, topic in variants.items():
-            if name.startswith("avro-"):
+            if name in lingered:
+                publish_avro(settings, subject, topic, users, lingered[name][0], slow_linger_ms)
+            elif name.startswith("avro-"):
                 publish_avro(settings, subject, topic, users, name.removeprefix("avro-"))
             else:
                 publish_json(settings, topic, users, seed_style=name == SEED)
@@ -110,17 +121,18 @@ def measure(settings: Settings, subject: str, users: list[User], codecs: list[st
             future.result()
 
 
-def run_size(users: int, codecs: list[str], base: Settings) -> dict[str, Any]:
+def run_size(users: int, codecs: list[str], base: Settings, slow_linger_ms: int = 0) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-size-") as scratch, \
             BenchCorner(base, "size", Path(scratch), keyspace=False) as corner:
         pool = fetch_pool(corner.settings, users, seed="bench-size")
-        per_user = measure(corner.settings, corner.subject, pool, codecs)
+        per_user = measure(corner.settings, corner.subject, pool, codecs, slow_linger_ms)
     if not per_user[SEED]:
         raise RuntimeError(f"no log segments found under {base.stack_home}/data/kafka: is Kafka the embedded stack's?")
     return {
         "benchmark": "size",
         "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "users": len(pool),
+        "slow_linger_ms": slow_linger_ms,
         "bytes_per_user": per_user,
         "ratio_to_seed_json": {name: round(size / per_user[SEED], 3) for name, size in per_user.items()},
         "json_value_bytes_per_user": round(sum(len(user_json(u)) for u in pool) / len(pool), 1),
@@ -130,10 +142,10 @@ def run_size(users: int, codecs: list[str], base: Settings) -> dict[str, Any]:
 def render(result: dict[str, Any]) -> str:
     lines = [f"size bench: {result['users']:,} users, bytes per user in the broker's log segments "
              f"(a JSON value alone: {result['json_value_bytes_per_user']:.0f} bytes)",
-             f"  {'variant':<14}{'bytes/user':>12}{'vs seed json':>14}"]
+             f"  {'variant':<26}{'bytes/user':>12}{'vs seed json':>14}"]
     ratios = result["ratio_to_seed_json"]
     for name, size in sorted(result["bytes_per_user"].items(), key=lambda item: item[1]):
-        lines.append(f"  {name:<14}{size:>12,.1f}{ratios[name]:>14.3f}")
+        lines.append(f"  {name:<26}{size:>12,.1f}{ratios[name]:>14.3f}")
     return "\n".join(lines)
 
 
@@ -143,10 +155,12 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--users", type=int, default=20_000)
     parser.add_argument("--codecs", type=lambda t: t.split(","), default=list(CODECS),
                         help="compression.type values, comma separated (default none,lz4,zstd,gzip,snappy)")
+    parser.add_argument("--slow-linger-ms", type=int, default=200,
+                        help="also publish each codec with this linger.ms (default 200; 0 skips)")
     args = parser.parse_args(argv)
     if args.users < 100 or not set(args.codecs) <= set(CODECS):
         parser.error(f"--users must be >= 100 and --codecs a subset of {','.join(CODECS)}")
-    result = run_size(args.users, args.codecs, load_settings())
+    result = run_size(args.users, args.codecs, load_settings(), args.slow_linger_ms)
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     path = RESULTS_DIR / f"size-{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%SZ}.json"
     path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
