@@ -1,10 +1,13 @@
 """Publish stage: validated users -> Kafka as Avro (Confluent wire format); rejects -> dead-letter topic.
 
-- Values are written by confluent-kafka's `AvroSerializer` against the schema
-  *already registered* for the subject (`auto.register.schemas=False`,
-  `use.latest.version=True`, or the version pinned by USER_SCHEMA_VERSION):
-  byte 0 is the magic 0, bytes 1-4 the schema id, then Avro binary.
-  Schemas reach the registry only through `python -m producer.register`.
+- Values are Avro in the Confluent wire format against the schema *already
+  registered* for the subject (the latest version, or the one pinned by
+  USER_SCHEMA_VERSION): byte 0 is the magic 0, bytes 1-4 the schema id, then
+  Avro binary. The schema is looked up once per run, as confluent-kafka's
+  `AvroSerializer` looks it up, and each value is written with fastavro,
+  byte-identical to the serializer's (producer.serialize says why and when
+  the serializer itself is used). Schemas reach the registry only through
+  `python -m producer.register`.
 - Keys are the user id (login.uuid) as UTF-8, so a user always lands in the
   same partition and Cassandra upserts make replays harmless. The partitioner
   is librdkafka's `murmur2_random`: the Java client's (and Kafka Connect's,
@@ -35,26 +38,29 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from confluent_kafka import KafkaError, Producer
-from confluent_kafka.schema_registry import SchemaRegistryClient
-from confluent_kafka.schema_registry.avro import AvroSerializer
+from confluent_kafka.schema_registry import RegisteredSchema, SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
-from confluent_kafka.serialization import MessageField, SerializationContext, SerializationError, StringSerializer
+from confluent_kafka.serialization import MessageField, SerializationContext, SerializationError
 
 from core import dead_letter
 from core.topics import TopicError, ensure_topics  # noqa: F401  (re-exported: the stage's callers use it)
 from core.settings import Settings
 from producer.redact import without_secrets
 from producer.registry import REGISTRY_TRANSPORT_ERRORS, RegistryUnavailable
-from producer.transform import Rejected, TransformResult, User, user_to_avro
+from producer.serialize import writer_for
+from producer.transform import Rejected, TransformResult, User
+
+ValueSerializer = Callable[[User, SerializationContext], bytes]  # producer.serialize's writer, or an AvroSerializer
 
 # Room in librdkafka's message.max.bytes for a record's key, headers and framing beyond its value.
 MESSAGE_OVERHEAD_BYTES = 16 * 1024
 MAX_REASON_CHARS = 1000  # a dead-letter reason header stays small whatever an exception says
+POLL_EVERY = 1  # produce() calls between two poll(0)
 
 
 class PublishError(RuntimeError):
@@ -91,12 +97,15 @@ def make_producer(settings: Settings, **overrides: Any) -> Producer:
     return Producer(conf)
 
 
-def user_serializer(client: SchemaRegistryClient, subject: str, version: str = "latest") -> tuple[AvroSerializer, Any]:
-    """An AvroSerializer bound to the schema registered under `subject` (never registering one).
+def user_serializer(client: SchemaRegistryClient, subject: str,
+                    version: str = "latest") -> tuple[ValueSerializer, RegisteredSchema]:
+    """The value serializer for the schema registered under `subject` (never registering one).
 
-    Checks up front that the subject has that version, so a missing schema is
-    one clear error before anything is fetched, not a failure per record.
-    Returns (serializer, RegisteredSchema).
+    The lookup AvroSerializer would make, made once: `latest` is its
+    `use.latest.version` (the client's `get_latest_version`), a number pins that
+    version (its `use.schema.id`). So a missing schema is one clear error before
+    anything is fetched, not a failure per record. Returns (serializer,
+    RegisteredSchema); the serializer is called like AvroSerializer, `(user, ctx)`.
     """
     try:
         if version == "latest":
@@ -114,17 +123,7 @@ def user_serializer(client: SchemaRegistryClient, subject: str, version: str = "
             ) from error
         raise RegistryError(f"Schema Registry error for subject '{subject}' at {client.config()['url']}: {error}",
                             error.http_status_code) from error
-    conf: dict[str, Any] = {
-        "auto.register.schemas": False,
-        # The subject is decided once (settings.subject_name_strategy), so register and publish agree.
-        "subject.name.strategy": lambda ctx, record_name: subject,
-    }
-    if version == "latest":
-        conf["use.latest.version"] = True
-    else:
-        conf["use.schema.id"] = registered.schema_id
-    serializer = AvroSerializer(client, schema_str=None, to_dict=user_to_avro, conf=conf)
-    return serializer, registered
+    return writer_for(client, subject, registered, pinned=version != "latest"), registered
 
 
 @dataclass
@@ -206,7 +205,7 @@ def _dead_letter(producer: Producer, target: _Target, raw: Any, index: int, reas
              on_delivery=report)
 
 
-def _serialize(serializer: AvroSerializer, user: User, ctx: SerializationContext, max_bytes: int) -> bytes | str:
+def _serialize(serializer: ValueSerializer, user: User, ctx: SerializationContext, max_bytes: int) -> bytes | str:
     """The user's Confluent-framed Avro value, or the reason it cannot be sent (too big, or not encodable)."""
     try:
         value = serializer(user, ctx)
@@ -226,7 +225,7 @@ def _serialize(serializer: AvroSerializer, user: User, ctx: SerializationContext
 
 def publish(
     producer: Producer,
-    value_serializer: AvroSerializer,
+    value_serializer: ValueSerializer,
     results: Iterable[tuple[Any, TransformResult]],
     *,
     topic: str,
@@ -242,15 +241,19 @@ def publish(
     value would be over `max_message_bytes` (PRODUCER_MAX_MESSAGE_BYTES), or that
     the schema cannot encode, is dead-lettered too.
     """
-    key_serializer = StringSerializer("utf_8")
     value_ctx = SerializationContext(topic, MessageField.VALUE)
     target = _Target(topic, dead_letter_topic, source, max_message_bytes)
     counts = PublishCounts()
+    produce = producer.produce
     for index, (raw, result) in enumerate(results):
         if isinstance(result, User):
             value = _serialize(value_serializer, result, value_ctx, max_message_bytes)
             if isinstance(value, bytes):
-                _produce(producer, topic=topic, key=key_serializer(result.id), value=value, on_delivery=report)
+                key = result.id.encode("utf-8")  # what StringSerializer("utf_8") gives, without its call
+                try:
+                    produce(topic, value, key, on_delivery=report)
+                except BufferError:  # the local queue is full: wait for room (see _produce)
+                    _produce(producer, topic=topic, key=key, value=value, on_delivery=report)
                 counts.published += 1
             else:
                 _dead_letter(producer, target, raw, index, value, report)
@@ -260,7 +263,9 @@ def publish(
             counts.dead_lettered += 1
         else:
             raise TypeError(f"expected User or Rejected, got {type(result).__name__}")
-        producer.poll(0)
+        if not index % POLL_EVERY:
+            producer.poll(0)  # serve delivery reports as they come (a full queue also polls, in _produce)
+    producer.poll(0)
     return counts
 
 
