@@ -66,5 +66,8 @@ def one_line(record: dict[str, Any]) -> str:
         where = f" in batch {error['batch_id']}" if error.get("batch_id") is not None else ""
         offsets = f" at offsets {json.dumps(error['offsets'], sort_keys=True)}" if error.get("offsets") else ""
         hint = f". {error['hint']}" if error.get("hint") else ""
-        return f"stopped{where}{offsets} with {error.get('class', 'an error')}: {error.get('message', '')}{hint}"
+        kind, message = error.get("class", "an error"), error.get("message", "")
+        # Py4J and Spark messages often start with the class already: say it once.
+        what = message if message.startswith(kind) else f"{kind}: {message}"
+        return f"stopped{where}{offsets} with {what}{hint}"
     return f"{state} since {record.get('since', '?')}"
