@@ -21,12 +21,15 @@ What `from_avro(..., {"mode": "PERMISSIVE"})` really does in Spark 3.5.7
   * truncated payloads fail (Avro hits end of input) -> dead-lettered;
   * trailing bytes are ignored: a record written with v2 but labelled with
     v1's id decodes "successfully" into v1 minus the extra field. So every
-    decoded record is re-encoded with its writer schema (`to_avro`) and the
-    length compared with the payload; Avro binary is canonical for our types
-    (minimal varints, no blocked arrays), so a difference means leftover bytes;
-  * `to_avro` must never throw, or one record fails the batch on every
-    restart: it throws on a timestamp before 1900 unless the session's rebase
-    modes are CORRECTED (spark/session.py sets them; `decode` checks);
+    record is read a second time with its writer schema plus one more field,
+    a 1-byte `fixed`, projected onto that field alone: Avro skips the
+    writer's fields (no values are built) and the extra byte can be read
+    only if one is left after the record. Exact for any encoding, and about
+    half the cost of re-encoding each record with `to_avro` and comparing
+    lengths, which this replaced;
+  * `to_avro`, which the job no longer calls, throws on a timestamp before
+    1900 unless the session's rebase modes are CORRECTED; spark/session.py
+    still sets them and `decode` still checks, for anything that encodes;
   * a corrupt length prefix makes Avro allocate up to 2 GB: OutOfMemoryError
     is fatal and kills the JVM, PERMISSIVE or not. spark/session.py sets
     Avro's own limits (org.apache.avro.limits.*) so it throws a catchable
@@ -48,7 +51,7 @@ from typing import Any
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
-from pyspark.sql.avro.functions import from_avro, to_avro
+from pyspark.sql.avro.functions import from_avro
 from py4j.protocol import Py4JJavaError
 
 from spark.registry import CompatibilityCheck, SchemaSnapshot
@@ -57,6 +60,9 @@ HEADER_BYTES = 5
 MAX_SCHEMA_ID = 2**31 - 1
 # The settings to_avro reads; EXCEPTION (Spark 3.5's default) throws on timestamps before 1900.
 REBASE_WRITE_KEYS = ("spark.sql.avro.datetimeRebaseModeInWrite",)
+# The field and type names the trailing-byte check appends to a writer schema (no user schema uses them).
+TRAILING_FIELD = "userstream_trailing_byte"
+TRAILING_TYPE = "UserstreamTrailingByte"
 UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 
 
@@ -114,6 +120,19 @@ def uuid_fields(schema_json: str) -> list[tuple[str, bool]]:
     return result
 
 
+def with_trailing_byte(schema_json: str) -> str:
+    """The writer schema with one more field at the end, a 1-byte fixed: readable only if a byte follows the record."""
+    schema = json.loads(schema_json)
+    extra = {"name": TRAILING_FIELD, "type": {"type": "fixed", "name": TRAILING_TYPE, "size": 1}}
+    return json.dumps({**schema, "fields": [*schema["fields"], extra]})
+
+
+def trailing_byte_reader(schema_json: str) -> str:
+    """The reader for `with_trailing_byte`: the same record name (Avro resolves by name) with only the extra field."""
+    schema = json.loads(with_trailing_byte(schema_json))
+    return json.dumps({**schema, "fields": schema["fields"][-1:]})
+
+
 def _payload() -> Column:
     """The Avro binary after the 5-byte header."""
     return F.expr(f"substring(value, {HEADER_BYTES + 1})")
@@ -156,19 +175,14 @@ def decode(framed: DataFrame, snapshot: SchemaSnapshot, registry_url: str = "the
     writers = {**snapshot.writers, reader.id: reader.schema}
     payload = _payload()
 
-    # Step 1: decode into the reader shape; for writers other than the reader, also decode
-    # into the writer's own shape, needed to re-encode and compare lengths.
+    # Step 1: decode into the reader shape.
     decoded = _by_schema_id({sid: from_avro(payload, schema, from_avro_options(reader.schema)) for sid, schema in writers.items()})
     stage = framed.withColumn("user", decoded)
-    own_shape = {sid: f"_writer_{sid}" for sid in writers if sid != reader.id}
-    for sid, name in own_shape.items():
-        stage = stage.withColumn(name, F.when(F.col("schema_id") == sid, from_avro(payload, writers[sid], from_avro_options())))
 
-    # Step 2: bytes the decoder consumed, by re-encoding (guarded: to_avro cannot encode a failed, all-null decode).
-    consumed = {reader.id: F.when(~decode_failed(F.col("user"), reader.schema), F.length(to_avro(F.col("user"), reader.schema)))}
-    for sid, name in own_shape.items():
-        consumed[sid] = F.when(~decode_failed(F.col(name), writers[sid]), F.length(to_avro(F.col(name), writers[sid])))
-    stage = stage.withColumn("_consumed", _by_schema_id(consumed)).drop(*own_shape.values())
+    # Step 2: is a byte left after the record? (Null when not, or when the record itself does not decode.)
+    trailing = {sid: from_avro(payload, with_trailing_byte(schema), from_avro_options(trailing_byte_reader(schema)))
+                for sid, schema in writers.items()}
+    stage = stage.withColumn("_trailing", _by_schema_id(trailing)[TRAILING_FIELD])
 
     # Step 3: the first failing check names the reason; null means the row is good.
     sid = F.col("schema_id")
@@ -184,10 +198,10 @@ def decode(framed: DataFrame, snapshot: SchemaSnapshot, registry_url: str = "the
         F.col("user").isNull() | decode_failed(F.col("user"), reader.schema),
         F.format_string("corrupt or truncated Avro for schema id %d", sid),
     ).when(
-        F.col("_consumed") != payload_size,
+        F.col("_trailing").isNotNull(),
         F.format_string(
-            "Avro for schema id %d ends after %d of %d payload bytes: trailing bytes, probably written with another schema",
-            sid, F.col("_consumed"), payload_size,
+            "Avro for schema id %d ends before the %d-byte payload does: trailing bytes, probably written with another schema",
+            sid, payload_size,
         ),
     )
     for name, nullable in uuid_fields(reader.schema):
@@ -201,7 +215,7 @@ def decode(framed: DataFrame, snapshot: SchemaSnapshot, registry_url: str = "the
         key = F.col("key").cast("string")
         reason = reason.when(key != F.col("user.id"),
                              F.concat(F.lit("Kafka key "), key, F.lit(" is not the record's id "), F.col("user.id")))
-    return stage.withColumn("reason", reason).drop("_consumed")
+    return stage.withColumn("reason", reason).drop("_trailing")
 
 
 def good_rows(decoded: DataFrame) -> DataFrame:
