@@ -1,10 +1,13 @@
 """The pipeline's configuration, in one place.
 
 Every stage (data source client, producer, registration script, Spark job,
-Cassandra schema, launcher, status view) reads its settings from here. Values
-come from the environment, then a `.env` file in the working directory, then
-the defaults below, which point at the embedded stack on loopback. Secrets are
-`SecretStr`, so printing the settings never shows them.
+DAG, Cassandra schema, status view, monitor, demo) reads its settings from
+here, and nothing else in the product reads the environment. Values come from
+the environment, then a `.env` file in the working directory, then the
+defaults below, which point at the embedded stack on loopback. Secrets are
+`SecretStr`, so printing the settings never shows them. What only the dev
+launcher needs to run the embedded services (their other ports, JVM heaps,
+the registry's Java) is in stack/settings.py, which extends this class.
 
 Use:
     from core.settings import load_settings
@@ -106,8 +109,10 @@ class Settings(BaseSettings):
     spark_trigger_interval: str = "5 seconds"
     spark_starting_offsets: str = "earliest"
     spark_max_offsets_per_trigger: int | None = None
-    # Comma-separated jar paths; empty means the jars `make setup` fetched.
+    # Comma-separated jar paths; empty means the jars `make setup` fetched, or with
+    # spark_use_packages, Maven coordinates for `--packages` (stack/pom.xml's versions).
     spark_jars: str | None = None
+    spark_use_packages: bool = False
     spark_shuffle_partitions: int = Field(default=4, ge=1)
     # Longest string/bytes (and most array items) Avro may allocate while decoding.
     # Without a cap, a corrupt length prefix makes the JVM allocate up to 2 GB and die
@@ -123,23 +128,19 @@ class Settings(BaseSettings):
     # A registry "not found" for a schema id is final only after it has lasted this long.
     registry_not_found_grace_seconds: float = Field(default=60.0, ge=0)
 
-    # --- Embedded stack ----------------------------------------------------
+    # --- Embedded stack (its launcher's own settings: stack/settings.py) ---------
+    # Where the launcher keeps jars, logs, pid files and service state; the Spark job finds
+    # its jars there, and the status view, monitor and demo the launcher's files.
     stack_home: Path = REPO_ROOT / ".stack"
     # STACK_SECURITY=on: the launcher runs Kafka (SASL_SSL, SCRAM), the registry (HTTPS, basic
     # auth) and Cassandra (password auth, TLS) secured, and every command reads the generated
     # client settings from <stack_home>/secure.env (see stack/security.py).
     stack_security: bool = False
+
+    # --- Airflow -------------------------------------------------------------
     airflow_url: str = "http://localhost:8080"
-    # Ports the embedded services listen on besides the client ports above
-    # (which are read from KAFKA_BOOTSTRAP_SERVERS, SCHEMA_REGISTRY_URL, ...).
-    stack_kafka_controller_port: int = 9093
-    stack_registry_management_port: int = 9091
-    stack_cassandra_storage_port: int = 7000
-    stack_cassandra_heap: str = "768m"
-    stack_kafka_heap: str = "512m"
-    stack_registry_heap: str = "384m"
-    # Apicurio Registry 3.3 needs Java 21+; empty means: look under /usr/lib/jvm.
-    registry_java_home: str | None = None
+    # The user_stream DAG's schedule: a cron expression or preset such as "@hourly"; empty: manual runs only.
+    user_stream_schedule: str | None = None
     # REST API login for `make status` (POST {airflow_url}/auth/token). Without a
     # password, the SimpleAuthManager file under stack_home/airflow/ is read.
     airflow_admin_user: str = "admin"

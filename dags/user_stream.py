@@ -26,7 +26,8 @@ Trigger with conf, e.g. `{"users": 1000, "batch_size": 500, "nationalities": "gb
     airflow dags trigger user_stream --conf '{"users": 100}'
     airflow dags test user_stream --conf '{"users": 100}'
 
-Schedule: env USER_STREAM_SCHEDULE (a cron expression or preset such as `@hourly`); unset means manual only.
+Schedule: USER_STREAM_SCHEDULE (settings.user_stream_schedule: a cron expression or preset such as
+`@hourly`); unset or empty means manual only.
 Every task has an `execution_timeout`: fetch_and_publish gets DATASOURCE_DEADLINE_SECONDS
 (the whole fetch) plus PUBLISH_MARGIN for publishing, so a stuck run fails instead of hanging.
 """
@@ -34,7 +35,6 @@ Every task has an `execution_timeout`: fetch_and_publish gets DATASOURCE_DEADLIN
 from __future__ import annotations
 
 import logging
-import os
 from datetime import datetime, timedelta, timezone
 
 from airflow.sdk import Param, dag, task
@@ -53,10 +53,17 @@ def _fetch_timeout() -> timedelta:
     return timedelta(seconds=load_settings().datasource_deadline_seconds) + PUBLISH_MARGIN
 
 
+def _schedule() -> str | None:
+    """The DAG's schedule from the settings the dag-processor parses with; None (manual runs only) when unset or empty."""
+    from core.settings import load_settings
+
+    return load_settings().user_stream_schedule or None
+
+
 @dag(
     dag_id="user_stream",
     doc_md=__doc__,
-    schedule=os.environ.get("USER_STREAM_SCHEDULE") or None,
+    schedule=_schedule(),
     start_date=datetime(2025, 1, 1, tzinfo=timezone.utc),
     catchup=False,
     max_active_runs=1,

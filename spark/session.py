@@ -6,7 +6,7 @@
 Connector jars (Kafka source/sink, spark-avro, Cassandra connector) come from,
 in order:
   1. SPARK_JARS (settings.spark_jars), a comma-separated list of jar paths;
-  2. `--packages` coordinates when the environment has SPARK_USE_PACKAGES=1
+  2. `--packages` coordinates with SPARK_USE_PACKAGES=1 (settings.spark_use_packages)
      (needs Maven Central at start-up; versions from stack/pom.xml);
   3. the jars `make setup` fetched into <STACK_HOME>/jars/spark/.
 Under `spark-submit` the driver JVM already exists, so the jars must come
@@ -158,6 +158,7 @@ def jvm_already_running() -> bool:
     """True under spark-submit (or after an earlier session): JVM options and jars are fixed by then."""
     from pyspark import SparkContext
 
+    # spark-submit hands its JVM's port to the Python driver in this variable (pyspark's own handshake, not a setting).
     return SparkContext._gateway is not None or "PYSPARK_GATEWAY_PORT" in os.environ
 
 
@@ -182,7 +183,7 @@ def session_conf(settings: Settings, app_name: str, master: str | None, jvm_runn
         conf["spark.driver.extraJavaOptions"] = java_options
         if settings.spark_jars:
             conf["spark.jars"] = ",".join(configured_jars(settings))
-        elif os.environ.get("SPARK_USE_PACKAGES") == "1":
+        elif settings.spark_use_packages:
             conf["spark.jars.packages"] = ",".join(package_coordinates())
         else:
             conf["spark.jars"] = ",".join(fetched_jars(settings))

@@ -21,10 +21,11 @@ import subprocess
 import sys
 import time
 
-from core.settings import load_settings, secure_env_file
+from core.settings import secure_env_file
 from stack import fetch, launcher
 from stack.layout import Layout
 from stack.services import CORE, SERVICES, StackError
+from stack.settings import load_stack_settings
 
 PYTEST_NO_TESTS = 5
 
@@ -120,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    settings = load_settings()
+    settings = load_stack_settings()
     layout = Layout(settings.stack_home)
     try:
         return args.run(settings, layout, args)

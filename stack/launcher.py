@@ -7,7 +7,8 @@ idempotent (a running, ready service is left alone), refuses a port that
 something else holds, and waits for the service's real readiness probe while
 printing progress. `down` stops in reverse dependency order (SIGTERM, then
 SIGKILL after the service's timeout) and then checks that nothing still holds
-the service's ports.
+the service's ports. Each entry point takes the product's settings or the
+launcher's (stack/settings.py); given the product's, it adds the launcher's own.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pathlib import Path
 from core.processes import alive, group_alive, read_pid_file
 from core.settings import Settings
 from stack.layout import Layout
+from stack.settings import StackSettings, for_launcher
 from stack.services import SERVICES, START_MARKER, NotReady, Service, StackError
 
 PROGRESS_EVERY = 5.0  # seconds between "still waiting" lines
@@ -70,6 +72,7 @@ def log_tail(layout: Layout, name: str, lines: int = 15) -> str:
 
 def start(settings: Settings, layout: Layout, service: Service) -> bool:
     """Start one service and wait until it is ready; False if it was already running or is somebody else's."""
+    settings = for_launcher(settings)
     elsewhere = service.elsewhere(settings)
     if elsewhere:
         print(f"up: {service.name:<10} external   {elsewhere}")
@@ -110,7 +113,7 @@ def start(settings: Settings, layout: Layout, service: Service) -> bool:
     return True
 
 
-def wait_ready(settings: Settings, layout: Layout, service: Service, pid: int, process: subprocess.Popen | None = None) -> str:
+def wait_ready(settings: StackSettings, layout: Layout, service: Service, pid: int, process: subprocess.Popen | None = None) -> str:
     """Poll the service's probe until it answers; fail fast if the process dies."""
     started = time.monotonic()
     last_progress = started
@@ -140,6 +143,7 @@ def wait_ready(settings: Settings, layout: Layout, service: Service, pid: int, p
 
 def stop(settings: Settings, layout: Layout, service: Service) -> bool:
     """SIGTERM the service's process group, SIGKILL it after the timeout; False if it was not running."""
+    settings = for_launcher(settings)
     pid = read_pid(layout, service.name)
     if pid is None:
         return False
@@ -179,7 +183,7 @@ def _reap(pid: int) -> None:
         pass
 
 
-def _wait_ports_free(settings: Settings, service: Service, timeout: float = 10) -> None:
+def _wait_ports_free(settings: StackSettings, service: Service, timeout: float = 10) -> None:
     deadline = time.monotonic() + timeout
     busy = [port for port in service.ports(settings).values() if port_in_use(port)]
     while busy and time.monotonic() < deadline:
@@ -191,6 +195,7 @@ def _wait_ports_free(settings: Settings, service: Service, timeout: float = 10) 
 
 def up(settings: Settings, layout: Layout, names: list[str]) -> list[str]:
     """Start `names` and their dependencies; returns those this call started."""
+    settings = for_launcher(settings)
     layout.make_dirs()
     started = []
     for name in ordered(names):
@@ -201,6 +206,7 @@ def up(settings: Settings, layout: Layout, names: list[str]) -> list[str]:
 
 def down(settings: Settings, layout: Layout, names: list[str] | None = None) -> None:
     """Stop `names` (default: every service), dependents first."""
+    settings = for_launcher(settings)
     everything = ordered(list(SERVICES))
     wanted = everything if names is None else [name for name in everything if name in names]
     for name in reversed(wanted):
@@ -220,6 +226,7 @@ class ServiceStatus:
 
 def status(settings: Settings, layout: Layout) -> list[ServiceStatus]:
     """One row per service: whether our process runs and answers its probe (memory: the status view, ops/status)."""
+    settings = for_launcher(settings)
     rows = []
     for name, service in SERVICES.items():
         pid = read_pid(layout, name)

@@ -29,6 +29,7 @@ from core.health import installed_version as _installed_version
 from core.settings import REPO_ROOT, Settings
 from stack import security
 from stack.layout import Layout
+from stack.settings import StackSettings
 
 CONF_TEMPLATES = Path(__file__).resolve().parent / "conf"
 KAFKA_CLUSTER_ID = "userstream-dev-kraft1"  # any 22-char base64-ish id; fixed so a restart keeps the log dirs
@@ -48,17 +49,18 @@ class StackError(RuntimeError):
 @dataclass(frozen=True)
 class Service:
     name: str
-    ports: Callable[[Settings], dict[str, int]]
-    command: Callable[[Settings, Layout], list[str]]
-    probe: Callable[[Settings], str]  # returns the version when ready, raises NotReady otherwise
-    prepare: Callable[[Settings, Layout], None] = lambda settings, layout: None
-    env: Callable[[Settings, Layout], dict[str, str]] = lambda settings, layout: {}
+    # Each is called with the launcher's settings (stack/settings.py): the product's plus ports, heaps, Java.
+    ports: Callable[[StackSettings], dict[str, int]]
+    command: Callable[[StackSettings, Layout], list[str]]
+    probe: Callable[[StackSettings], str]  # returns the version when ready, raises NotReady otherwise
+    prepare: Callable[[StackSettings, Layout], None] = lambda settings, layout: None
+    env: Callable[[StackSettings, Layout], dict[str, str]] = lambda settings, layout: {}
     depends_on: tuple[str, ...] = ()
     startup_timeout: float = 120.0
     stop_timeout: float = 30.0
     tags: tuple[str, ...] = field(default=())
     # Why the settings point at a server of someone else's (the launcher then neither starts nor probes it), or None.
-    elsewhere: Callable[[Settings], str | None] = lambda settings: None
+    elsewhere: Callable[[StackSettings], str | None] = lambda settings: None
 
 
 # --- Java -------------------------------------------------------------------
@@ -125,7 +127,7 @@ def _port_of(url_or_hostport: str) -> int:
 
 # --- Kafka ------------------------------------------------------------------
 
-def _kafka_ports(s: Settings) -> dict[str, int]:
+def _kafka_ports(s: StackSettings) -> dict[str, int]:
     return {"client": _port_of(s.kafka_bootstrap_servers), "controller": s.stack_kafka_controller_port}
 
 
@@ -163,7 +165,7 @@ def _kafka_prepare(s: Settings, layout: Layout) -> None:
     mode.write_text("on\n" if material else "off\n")
 
 
-def _kafka_command(s: Settings, layout: Layout) -> list[str]:
+def _kafka_command(s: StackSettings, layout: Layout) -> list[str]:
     return [
         find_java(17), f"-Xms{s.stack_kafka_heap}", f"-Xmx{s.stack_kafka_heap}", "-XX:+UseG1GC",
         f"-Dlog4j2.configurationFile={CONF_TEMPLATES / 'kafka-log4j2.yaml'}",
@@ -179,7 +181,7 @@ def _kafka_probe(s: Settings) -> str:
 
 # --- Schema Registry (Apicurio, Confluent-compatible API) --------------------
 
-def _registry_ports(s: Settings) -> dict[str, int]:
+def _registry_ports(s: StackSettings) -> dict[str, int]:
     return {"http": _port_of(s.schema_registry_url), "management": s.stack_registry_management_port}
 
 
@@ -196,7 +198,7 @@ def _registry_prepare(s: Settings, layout: Layout) -> None:
     security.write_private(target, security.registry_properties(s, material, _registry_ports(s)["http"]).encode())
 
 
-def _registry_command(s: Settings, layout: Layout) -> list[str]:
+def _registry_command(s: StackSettings, layout: Layout) -> list[str]:
     """Apicurio with its journal in the local Kafka (kafkasql), like Confluent's registry keeps `_schemas`.
 
     Compatibility is not enforced on registration unless a global rule says so.
@@ -225,11 +227,11 @@ def _registry_probe(s: Settings) -> str:
 
 # --- Cassandra ----------------------------------------------------------------
 
-def _cassandra_ports(s: Settings) -> dict[str, int]:
+def _cassandra_ports(s: StackSettings) -> dict[str, int]:
     return {"native": s.cassandra_port, "storage": s.stack_cassandra_storage_port}
 
 
-def _cassandra_prepare(s: Settings, layout: Layout) -> None:
+def _cassandra_prepare(s: StackSettings, layout: Layout) -> None:
     """Render cassandra.yaml: open on loopback, or (STACK_SECURITY=on) password auth and client TLS required."""
     data = layout.data("cassandra")
     data.mkdir(parents=True, exist_ok=True)
@@ -242,7 +244,7 @@ def _cassandra_prepare(s: Settings, layout: Layout) -> None:
     )
 
 
-def _cassandra_command(s: Settings, layout: Layout) -> list[str]:
+def _cassandra_command(s: StackSettings, layout: Layout) -> list[str]:
     """CassandraDaemon the way bin/cassandra would start it on Java 17, minus the shell scripts."""
     jvm_options = [
         line.strip()

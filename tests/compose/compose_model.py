@@ -36,8 +36,7 @@ def settings_env_names(settings_cls: type[BaseSettings]) -> dict[str, object]:
 def fields_read_in(settings_cls: type[BaseSettings], folders: list[Path]) -> set[str]:
     """Settings fields that the Python code under `folders` reads (`settings.field`, `s.field`, `self.field`).
 
-    Separates what the pipeline's code needs in a container from what only the
-    embedded launcher (stack/) reads, such as its JVM heap sizes.
+    Tells which settings the pipeline's code needs in a container.
     """
     attributes: set[str] = set()
     for folder in folders:

@@ -64,8 +64,9 @@ CONTAINER_CODE = [REPO_ROOT / folder for folder in ("core", "ops", "producer", "
 def required_settings_env() -> dict[str, object]:
     """Variables of the settings the containers' code reads, except those defaulting to None (opt-in).
 
-    Set explicitly, since many defaults point at loopback. Settings only the
-    launcher reads (stack/: heap sizes, embedded ports) do not apply in compose.
+    Set explicitly, since many defaults point at loopback. The launcher's own
+    settings (stack/settings.py: heap sizes, embedded ports) are not in
+    `Settings`, so compose has nothing to set for them.
     """
     read = {name.upper() for name in fields_read_in(Settings, CONTAINER_CODE)}
     return {
@@ -166,10 +167,9 @@ def test_dependencies_have_no_cycle(services):
 # --- The settings the code reads ----------------------------------------------------
 
 
-def test_launcher_only_settings_are_few_and_named_for_the_stack():
-    """The exemption above must stay narrow: a pipeline setting no code reads yet is still required."""
-    unread = set(Settings.model_fields) - fields_read_in(Settings, CONTAINER_CODE)
-    assert all(name.startswith(("stack_", "registry_")) for name in unread), sorted(unread)
+def test_every_product_setting_is_read_by_the_code_the_containers_run():
+    """A setting nothing in the product reads belongs to the launcher (stack/settings.py), or nowhere."""
+    assert set(Settings.model_fields) - fields_read_in(Settings, CONTAINER_CODE) == set()
 
 
 def test_pipeline_env_names_are_settings_fields(compose):
@@ -198,24 +198,6 @@ def test_code_services_env_is_valid_settings(services, service_name, monkeypatch
             monkeypatch.setenv(name, env[name])
     settings = Settings(_env_file=None)
     assert settings.kafka_bootstrap_servers == env["KAFKA_BOOTSTRAP_SERVERS"]
-
-
-AIRFLOW_SERVICES = sorted(n for n in CODE_SERVICES if n.startswith("airflow-"))
-_ENV_READ = re.compile(r"""os\.(?:environ\.get|getenv)\(\s*["']([A-Z0-9_]+)["']|os\.environ\[\s*["']([A-Z0-9_]+)["']""")
-
-
-def dag_env_names() -> set[str]:
-    """Variables the DAG files read straight from the environment (besides core.settings)."""
-    names = set()
-    for path in (REPO_ROOT / "dags").glob("*.py"):
-        names |= {a or b for a, b in _ENV_READ.findall(path.read_text())}
-    return names
-
-
-@pytest.mark.parametrize("service_name", AIRFLOW_SERVICES)
-def test_airflow_services_set_what_the_dags_read(services, service_name):
-    missing = sorted(dag_env_names() - set(service_environment(services[service_name])))
-    assert missing == [], f"{service_name} does not set {missing}, which dags/ reads"
 
 
 def test_in_network_addresses_name_real_services(services, compose):

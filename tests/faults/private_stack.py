@@ -17,10 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core import names
-from core.settings import Settings, load_settings
+from core.settings import load_settings
 from stack import launcher
 from stack.layout import Layout
 from stack.services import SERVICES
+from stack.settings import StackSettings
 from tests.ports import closed_port
 
 NEEDED = (names.KAFKA, names.REGISTRY, names.CASSANDRA, names.DATASOURCE)
@@ -45,7 +46,7 @@ def free_port_env(home: Path) -> dict[str, str]:
 class PrivateStack:
     """Settings, layout and environment of the private stack, and the faults one can inject into its services."""
 
-    settings: Settings
+    settings: StackSettings  # the launcher's; also every client's (a StackSettings is a Settings)
     layout: Layout
     env: dict[str, str]  # for subprocesses (the job, the producer CLI): the variables above
 
@@ -55,13 +56,13 @@ class PrivateStack:
         home.mkdir(parents=True, exist_ok=True)
         (home / "jars").symlink_to(load_settings().stack_home / "jars")
         env = free_port_env(home)
-        return cls(Settings(**{key.lower(): value for key, value in env.items()}), Layout(home), env)
+        return cls(StackSettings(**{key.lower(): value for key, value in env.items()}), Layout(home), env)
 
     @classmethod
     def reuse(cls, env_file: Path) -> PrivateStack:
         """A private stack already running (its variables in a JSON file), to debug one case without restarting it."""
         env = json.loads(env_file.read_text())
-        return cls(Settings(**{key.lower(): value for key, value in env.items()}), Layout(Path(env["STACK_HOME"])), env)
+        return cls(StackSettings(**{key.lower(): value for key, value in env.items()}), Layout(Path(env["STACK_HOME"])), env)
 
     def up(self) -> None:
         launcher.up(self.settings, self.layout, list(NEEDED))

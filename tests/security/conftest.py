@@ -23,6 +23,7 @@ from core.settings import REPO_ROOT, Settings, load_settings
 from stack import launcher, security
 from stack.layout import Layout
 from stack.services import CORE
+from stack.settings import StackSettings
 
 PORTS = {
     "KAFKA_BOOTSTRAP_SERVERS": "localhost:31092",
@@ -44,7 +45,7 @@ _CLEARED = ("KAFKA_SECURITY_PROTOCOL", "KAFKA_SASL_MECHANISM", "KAFKA_SASL_USERN
 class SecuredStack:
     home: Path
     layout: Layout
-    launcher_settings: Settings  # what `python -m stack up` was given: ports, home, STACK_SECURITY=on
+    launcher_settings: StackSettings  # what `python -m stack up` was given: ports, home, STACK_SECURITY=on
     env: dict[str, str]  # a subprocess environment: the ports, STACK_HOME, STACK_SECURITY=on, nothing secret
 
     @property
@@ -77,7 +78,7 @@ def secured_stack(tmp_path_factory) -> SecuredStack:
     home = tmp_path_factory.mktemp("secured-stack-home")
     (home / "jars").symlink_to(load_settings().stack_home / "jars")
     env_vars = {**PORTS, "STACK_HOME": str(home), "STACK_SECURITY": "on"}
-    launcher_settings = Settings(**{key.lower(): value for key, value in env_vars.items()})
+    launcher_settings = StackSettings(**{key.lower(): value for key, value in env_vars.items()})
     layout = Layout(home)
     env = {key: value for key, value in os.environ.items() if key not in _CLEARED}
     env.update(env_vars)

@@ -155,17 +155,15 @@ def test_missing_jars_say_run_make_setup(tmp_path):
         fetched_jars(load_settings().model_copy(update={"stack_home": tmp_path}))
 
 
-def test_session_conf_carries_connector_cassandra_and_avro_limits(monkeypatch):
-    monkeypatch.setenv("SPARK_USE_PACKAGES", "1")
-    settings = load_settings()
+def test_session_conf_carries_connector_cassandra_and_avro_limits():
+    settings = load_settings().model_copy(update={"spark_use_packages": True, "spark_jars": None})
     conf = session_conf(settings, "app", "local[1]", jvm_running=False)
     assert conf["spark.jars.packages"].split(",") == package_coordinates()
     assert "com.datastax.spark:spark-cassandra-connector_2.12:3.5.1" in package_coordinates()
     assert conf["spark.cassandra.connection.port"] == str(settings.cassandra_port) and conf["spark.master"] == "local[1]"
     assert "-Dorg.apache.avro.limits.string.maxLength=8388608" in conf["spark.driver.extraJavaOptions"]
     # Under spark-submit the JVM exists: its own --jars/--master stand, the executors still get the cap.
-    monkeypatch.delenv("SPARK_USE_PACKAGES")
-    submitted = session_conf(load_settings(), "app", None, jvm_running=True)
+    submitted = session_conf(settings, "app", None, jvm_running=True)
     assert not {"spark.jars", "spark.jars.packages", "spark.master", "spark.driver.extraJavaOptions"} & set(submitted)
     assert "-Dorg.apache.avro.limits.bytes.maxLength=8388608" in submitted["spark.executor.extraJavaOptions"]
 

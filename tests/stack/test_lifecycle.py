@@ -22,10 +22,11 @@ import psutil
 import pytest
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 
-from core.settings import REPO_ROOT, Settings, load_settings
+from core.settings import REPO_ROOT, load_settings
 from stack import launcher
 from stack.layout import Layout
 from stack.services import CORE, StackError
+from stack.settings import StackSettings
 
 pytestmark = pytest.mark.integration
 
@@ -42,7 +43,7 @@ PORTS = {
 
 @dataclass
 class PrivateStack:
-    settings: Settings
+    settings: StackSettings
     layout: Layout
     env: dict[str, str]  # what a subprocess needs to reach it
     first_up: list[str] | None = None  # what the first `up`, in a fresh home, started
@@ -54,7 +55,7 @@ def private_home(tmp_path_factory) -> PrivateStack:
     home = tmp_path_factory.mktemp("stack-home")
     (home / "jars").symlink_to(load_settings().stack_home / "jars")
     env = {**PORTS, "STACK_HOME": str(home)}
-    return PrivateStack(Settings(**{key.lower(): value for key, value in env.items()}), Layout(home), env)
+    return PrivateStack(StackSettings(**{key.lower(): value for key, value in env.items()}), Layout(home), env)
 
 
 @pytest.fixture(scope="module")
