@@ -114,6 +114,10 @@ class Settings(BaseSettings):
     spark_jars: str | None = None
     spark_use_packages: bool = False
     spark_shuffle_partitions: int = Field(default=4, ge=1)
+    # Writes in flight per Spark task in the Cassandra connector (spark.cassandra.output.concurrent.writes).
+    # Its default of 5 leaves Cassandra idle between round trips: 64 wrote 2.9x the rows/s on the dev stack
+    # (bench/profile_job.py --connector-sweep); the job rides out an overloaded node like any outage.
+    spark_cassandra_concurrent_writes: int = Field(default=64, ge=1)
     # Longest string/bytes (and most array items) Avro may allocate while decoding.
     # Without a cap, a corrupt length prefix makes the JVM allocate up to 2 GB and die
     # of OutOfMemoryError, which no parse mode catches; with it, the record is dead-lettered.

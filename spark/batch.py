@@ -111,7 +111,7 @@ class BatchProcessor:
                     self._step(KAFKA, batch_id, "dead-lettering", lambda: self.dead_letters.write(dead_rows(decoded)))
                 if ok:
                     refused = self._step(CASSANDRA, batch_id, "writing rows",
-                                         lambda: write_or_split(self.spark, self.sink, good_rows(decoded), decoded))
+                                         lambda: write_or_split(self.spark, self.sink, good_rows(decoded), decoded, unique_keys=keys == ok))
                 if refused is not None:
                     self._step(KAFKA, batch_id, "dead-lettering refused rows",
                                lambda: self.dead_letters.write(refused.rows, dead_letter.WRITE))

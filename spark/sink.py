@@ -129,9 +129,17 @@ class CassandraSink:
             wait_for_connector(self.spark, self.keyspace, self.table, set(self.needed_columns(reader)))
         log.info("%s can hold %s", where, what)
 
-    def write(self, rows: DataFrame) -> None:
-        """Upsert one row per id: a replayed batch rewrites the same rows with the same values."""
-        self.save(latest_per_key(rows))
+    def write(self, rows: DataFrame, unique_keys: bool = False) -> None:
+        """Upsert one row per id: a replayed batch rewrites the same rows with the same values.
+
+        `unique_keys` says the caller counted no id twice among `rows`: the
+        dedupe (a shuffle of every row) would change nothing, so it is skipped.
+        """
+        self.save(rows if unique_keys else latest_per_key(rows))
+
+    def write_options(self) -> dict[str, str]:
+        """The connector's write tuning, per write: a submitted job's session conf is not ours to set."""
+        return {"spark.cassandra.output.concurrent.writes": str(self.settings.spark_cassandra_concurrent_writes)}
 
     def save(self, rows: DataFrame) -> None:
         """Upsert these rows as they are (already one per id); `_` columns are left out."""
@@ -139,6 +147,7 @@ class CassandraSink:
             rows.select(*[name for name in rows.columns if not name.startswith("_")])
             .write.format(CASSANDRA_FORMAT)
             .options(keyspace=self.keyspace, table=self.table)
+            .options(**self.write_options())
             .mode("append")
             .save()
         )

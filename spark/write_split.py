@@ -61,14 +61,16 @@ class Refused:
         self._cached.unpersist()
 
 
-def write_or_split(spark: SparkSession, sink: CassandraSink, rows: DataFrame, consumed: DataFrame) -> Refused | None:
+def write_or_split(spark: SparkSession, sink: CassandraSink, rows: DataFrame, consumed: DataFrame,
+                   unique_keys: bool = False) -> Refused | None:
     """Upsert one row per id; None when everything was written, else the refused rows (all others written).
 
     `rows` come from decode.good_rows; `consumed` are the batch's Kafka
     records (topic, partition, offset, key, value, headers), from which a
-    refused row's original bytes are taken for its dead letter.
+    refused row's original bytes are taken for its dead letter. `unique_keys`
+    (the caller counted as many ids as rows) skips the dedupe's shuffle.
     """
-    latest = latest_per_key(rows)
+    latest = rows if unique_keys else latest_per_key(rows)
     try:
         sink.save(latest)
         return None
