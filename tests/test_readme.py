@@ -49,3 +49,20 @@ def test_configuration_table_lists_every_setting():
     assert table_variables("## Configuration") == product
     launcher_only = {name.upper() for name in StackSettings.model_fields} - product
     assert table_variables("The embedded stack's launcher") == launcher_only
+
+
+LAYOUT_CHECKED = ("core", "producer", "spark", "ops", "stack", "standin")
+
+
+def test_the_layout_table_names_every_module():
+    """Each folder's row names each of its modules (and sub-packages), so the table cannot fall behind the code."""
+    rows = {row.split("|")[1].strip(): row for row in README.splitlines() if row.startswith("| `")}
+    unnamed = {}
+    for folder in LAYOUT_CHECKED:
+        row = rows[f"`{folder}/`"]
+        modules = {path.stem for path in (REPO_ROOT / folder).glob("*.py")} - {"__init__", "__main__"}
+        modules |= {path.parent.name for path in (REPO_ROOT / folder).glob("*/__init__.py")}
+        missing = sorted(name for name in modules if f"`{name}`" not in row)
+        if missing:
+            unnamed[folder] = missing
+    assert unnamed == {}, "name these modules in README's Layout table"
