@@ -170,7 +170,7 @@ def test_session_conf_carries_connector_cassandra_and_avro_limits():
 
 def test_session_dates_are_proleptic_and_never_rebased():
     """Spark 3.5 throws on pre-1900 timestamps in to_avro and shifts pre-1582 ones on their way to Cassandra otherwise."""
-    conf = session_conf(load_settings(), "app", "local[1]", jvm_running=False)
+    conf = session_conf(load_settings(), "app", "local[1]", jvm_running=True)  # set either way; no jar lookup
     assert conf["spark.sql.avro.datetimeRebaseModeInWrite"] == conf["spark.sql.avro.datetimeRebaseModeInRead"] == "CORRECTED"
     assert conf["spark.sql.legacy.parquet.datetimeRebaseModeInWrite"] == "CORRECTED"
     assert conf["spark.sql.datetime.java8API.enabled"] == "true"
