@@ -358,9 +358,13 @@ def _fast_build(raw: Any, ingested_at: datetime, bounds: Bounds) -> User | None:
         texts = _fast_texts(values)
         if values["national_id_value"] is not None:
             texts += (values["national_id_value"],)
-        if {*map(type, texts)} != _STR_ONLY or max(map(len, texts)) > bounds.max_string_length:
+        if {*map(type, texts)} != _STR_ONLY:
             return None
-        "".join(texts).encode("utf-8")  # a lone surrogate raises UnicodeEncodeError (a ValueError)
+        joined = "".join(texts)
+        # No field is longer than all of them together, so the per-field lengths matter only past the limit.
+        if len(joined) > bounds.max_string_length and max(map(len, texts)) > bounds.max_string_length:
+            return None
+        joined.encode("utf-8")  # a lone surrogate raises UnicodeEncodeError (a ValueError)
         number = values["street_number"]
         if not (values["username"].strip() and values["email"].strip() and values["nationality"].strip()
                 and values["postcode"].strip() and type(number) is int and INT32_MIN <= number <= INT32_MAX
