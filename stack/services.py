@@ -345,6 +345,9 @@ def _airflow_env(s: Settings, layout: Layout) -> dict[str, str]:
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__API__PORT": str(_port_of(s.airflow_url)),
         "AIRFLOW__API__HOST": "127.0.0.1",
+        # Tasks report to the api-server's execution API; Airflow's default URL is port 8080, so an
+        # Airflow moved with AIRFLOW_URL would send its tasks to whatever else holds 8080 ("Invalid auth token").
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{s.airflow_url.rstrip('/')}/execution/",
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
         "AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL": "5",
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
