@@ -197,17 +197,16 @@ class FaultRider:
         `healthy_since()` (monotonic seconds) restarts the clock when the
         action made progress between failures (a long-running query that dies twice a day).
         """
-        waited = False
+        waited_for: str | None = None
 
         def stop(state: RetryCallState) -> bool:
             started = max(state.start_time, healthy_since() if healthy_since else 0.0)
             return time.monotonic() - started >= self.bound
 
         def before_sleep(state: RetryCallState) -> None:
-            nonlocal waited
-            waited = True
+            nonlocal waited_for
             exc = state.outcome.exception()
-            who = transient_service(exc, service) or service
+            who = waited_for = transient_service(exc, service) or service
             detail = describe(exc)
             log.warning("%s: %s unavailable, retry %d in %.1f s (gives up after %.0f s): %s",
                         what, who, state.attempt_number, state.next_action.sleep, self.bound, detail)
@@ -227,8 +226,8 @@ class FaultRider:
             if who is not None:
                 raise ServiceUnavailable(who, self.bound, exc) from exc
             raise
-        if waited:
-            log.info("%s: %s is back, carrying on", what, service)
+        if waited_for is not None:
+            log.info("%s: %s is back, carrying on", what, waited_for)
             self.on_recover()
         return result
 
