@@ -53,7 +53,7 @@ from core.settings import Settings
 from producer.redact import without_secrets
 from producer.registry import REGISTRY_TRANSPORT_ERRORS, RegistryUnavailable
 from producer.serialize import writer_for
-from producer.transform import Rejected, TransformResult, User
+from producer.user import Rejected, TransformResult, User
 
 ValueSerializer = Callable[[User, SerializationContext], bytes]  # producer.serialize's writer, or an AvroSerializer
 

@@ -42,7 +42,7 @@ from confluent_kafka.schema_registry import RegisteredSchema, SchemaRegistryClie
 from confluent_kafka.schema_registry.avro import AvroSerializer
 from fastavro import parse_schema, schemaless_writer
 
-from producer.transform import User, avro_fields, user_to_avro
+from producer.user import User, avro_fields, user_to_avro
 
 log = logging.getLogger(__name__)
 MAGIC_BYTE = 0

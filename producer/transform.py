@@ -7,8 +7,8 @@ are read past, never copied (the source already dropped them: producer.source).
 Text longer than the bounds, or dates outside them (producer.bounds), are
 rejected with a reason naming the field and the limit.
 
-This module is also the only place the mapping between `User` and the Avro
-record (`schemas/user.avsc`) lives: `user_to_avro()` and `avro_to_user()`.
+`User`, `Rejected` and the mapping between a User and the Avro record live in
+producer.user (re-exported here).
 
 Use:
     from producer.transform import transform, user_to_avro, Rejected
@@ -25,66 +25,15 @@ import math
 import operator
 import re
 import uuid
-from dataclasses import dataclass, fields
-from functools import lru_cache
 from datetime import datetime, timezone
-from typing import Any, Callable, Union
+from functools import lru_cache
+from typing import Any, Callable
 
 from producer.bounds import DEFAULT_BOUNDS, Bounds
+from producer.user import (  # noqa: F401  (re-exported: the stage's callers use them)
+    USER_FIELDS, Rejected, TransformResult, User, avro_fields, avro_to_user, user_from_fields, user_to_avro)
 
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
-
-
-@dataclass(frozen=True)
-class User:
-    """One person, flattened exactly like the Avro record `io.userstream.User`.
-
-    Not `slots=True`: a frozen dataclass's generated __init__ sets each of the 28
-    fields with its own object.__setattr__ call, which cost as much per user as
-    the whole Avro write (profile_producer); with an instance __dict__, the
-    transform's fast path builds a User from its field dict in one step
-    (`_user_from_fields`) and the publisher hands that dict to the Avro writer.
-    """
-
-    id: str
-    username: str
-    gender: str
-    title: str
-    first_name: str
-    last_name: str
-    email: str
-    phone: str
-    cell: str
-    date_of_birth: datetime
-    registered_at: datetime
-    street_number: int
-    street_name: str
-    city: str
-    state: str
-    country: str
-    postcode: str
-    latitude: float
-    longitude: float
-    timezone_offset: str
-    timezone_description: str
-    national_id_name: str
-    national_id_value: str | None
-    picture_large: str
-    picture_medium: str
-    picture_thumbnail: str
-    nationality: str
-    ingested_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class Rejected:
-    """A record that cannot become a `User`; `reason` names the field and what was wrong."""
-
-    reason: str
-
-
-TransformResult = Union[User, Rejected]
-USER_FIELDS = tuple(f.name for f in fields(User))
 
 
 class _Invalid(Exception):
@@ -320,18 +269,6 @@ _FAST_TEXT_FIELDS = ("national_id_name", "id", "username", "gender", "title", "f
 _fast_texts = operator.itemgetter(*_FAST_TEXT_FIELDS)
 
 
-def _user_from_fields(values: dict[str, Any]) -> User:
-    """A User whose __dict__ is `values` (every field of USER_FIELDS, in order, nothing else): what
-    __init__ would build, without its 28 object.__setattr__ calls. Only the fast path calls it, with a
-    dict it has just built, so nothing else holds a reference that could change a frozen User."""
-    user = _new_object(User)
-    _set_attribute(user, "__dict__", values)
-    return user
-
-
-_new_object, _set_attribute = object.__new__, object.__setattr__
-
-
 def _fast_build(raw: Any, ingested_at: datetime, bounds: Bounds) -> User | None:
     """The User the careful path would build from `raw`, or None to let the careful path decide."""
     try:
@@ -376,7 +313,7 @@ def _fast_build(raw: Any, ingested_at: datetime, bounds: Bounds) -> User | None:
         values["longitude"] = _fast_coordinate(values["longitude"], 180.0)
         if None in (values["date_of_birth"], values["registered_at"], values["latitude"], values["longitude"]):
             return None
-        return _user_from_fields(values)
+        return user_from_fields(values)
     except (KeyError, TypeError, ValueError, OverflowError):  # anything off: the careful path names it
         return None
 
@@ -407,26 +344,3 @@ def transform(raw: Any, ingested_at: datetime, bounds: Bounds = DEFAULT_BOUNDS) 
         return Rejected(str(invalid))
     except RecursionError:
         return Rejected("record: nested too deeply to inspect")
-
-
-# --- The one mapping between User and the Avro record ------------------------
-
-def user_to_avro(user: User, ctx: object = None) -> dict[str, Any]:
-    """User -> the Avro dict for `io.userstream.User` (timestamps stay aware datetimes:
-    the Avro writer turns them into timestamp-millis). `ctx` lets AvroSerializer use it as `to_dict`.
-    A copy: the caller may change it (AvroSerializer's field rules do) without touching the User."""
-    return dict(avro_fields(user))
-
-
-def avro_fields(user: User) -> dict[str, Any]:
-    """The User's own field dict, read-only, to hand to an Avro writer without a copy: every User,
-    however built, keeps exactly its fields in its instance __dict__ (a non-slots dataclass)."""
-    return user.__dict__
-
-
-def avro_to_user(record: dict[str, Any], ctx: object = None) -> User:
-    """The Avro dict (as a deserializer returns it) -> User. Fields a newer schema adds are ignored;
-    `ctx` lets AvroDeserializer use it as `from_dict`."""
-    values = {name: record[name] for name in USER_FIELDS}
-    values["id"] = str(values["id"])  # fastavro may return the uuid logical type as uuid.UUID
-    return User(**values)

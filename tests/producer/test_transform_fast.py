@@ -23,7 +23,9 @@ from standin.randomuser import ALL_NATS, generate
 from tests.producer.test_transform import ALL_PATHS, LEAF_PATHS, SAMPLES, US, json_values, tricky_values
 
 NOW = datetime(2025, 6, 1, 12, 30, 45, 123000, tzinfo=timezone.utc)
-BOUNDS = [DEFAULT_BOUNDS, Bounds(max_string_length=12),
+# Under 100 characters a field, over 100 all together: the fast path must still check them one by one.
+ROOMY = Bounds(max_string_length=100)
+BOUNDS = [DEFAULT_BOUNDS, ROOMY, Bounds(max_string_length=12),
           Bounds(min_date=datetime(1950, 1, 1, tzinfo=timezone.utc), max_date=datetime(2010, 1, 1, tzinfo=timezone.utc))]
 
 
@@ -48,12 +50,12 @@ def assert_agree(raw, bounds: Bounds) -> User | None:
     return fast
 
 
-@pytest.mark.parametrize("bounds", BOUNDS, ids=["default", "short-text", "narrow-dates"])
+@pytest.mark.parametrize("bounds", BOUNDS, ids=["default", "roomy", "short-text", "narrow-dates"])
 def test_generated_records_agree_and_clean_ones_take_the_fast_path(bounds):
     records = [raw for page in (1, 2) for raw in generate("fast-path", page, 1500, ALL_NATS)] + SAMPLES
     for raw in records:
         fast = assert_agree(raw, bounds)
-        if bounds is DEFAULT_BOUNDS:
+        if bounds in (DEFAULT_BOUNDS, ROOMY):
             assert fast is not None, f"a clean {raw['nat']} record left the fast path: {careful(raw, bounds)}"
 
 
