@@ -92,9 +92,9 @@ def make_producer(settings: Settings, **overrides: Any) -> Producer:
         "linger.ms": 50,
         # Chosen by measurement (python -m bench.size, 20,000 users, bytes per user in the broker's log
         # segments against the seed's one-JSON-message-per-user, 1,044 B): none 472 B (0.45), lz4 220 (0.21),
-        # snappy 216 (0.21), gzip 157 (0.15), zstd 131 (0.125). CPU of librdkafka's threads per user in the
-        # same produce loop: none 2.4 us, lz4 2.6, snappy 3.0, zstd 5.3, gzip 27.1 (the whole Python side is
-        # ~25): zstd is the only codec under 0.2x JSON at a CPU cost near lz4's.
+        # snappy 217 (0.21), gzip 157 (0.15), zstd 136 (0.13). CPU of librdkafka's threads per user in the
+        # same produce loop: none 2.4 us, lz4 2.6, snappy 3.0, zstd 5.3, gzip 27.1 (the Python side is ~25):
+        # of the two codecs under 0.2x JSON, zstd is the smaller and costs a fifth of gzip's CPU.
         "compression.type": "zstd",
         "partitioner": "murmur2_random",  # the Java client's key -> partition mapping
         "message.max.bytes": settings.producer_max_message_bytes + MESSAGE_OVERHEAD_BYTES,
