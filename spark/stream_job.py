@@ -238,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         spark = build_spark_session(settings, options.query_name, master=args.master)
-    except MissingJarsError as exc:
+    except (MissingJarsError, AvroLimitError) as exc:
         StateReporter(job_state_path(options.checkpoint)).failed(failure_error(exc, None, None))
         return fail(str(exc))
     spark.sparkContext.setLogLevel("WARN")
