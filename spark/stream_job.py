@@ -87,7 +87,7 @@ from spark.faults import (
 from spark.kafka_options import kafka_options
 from spark.progress import progress_path, read_progress
 from spark.registry import RegistryClient, SchemaBook
-from spark.session import MissingJarsError, build_spark_session
+from spark.session import AvroLimitError, MissingJarsError, build_spark_session
 
 log = logging.getLogger("spark.stream_job")
 
