@@ -305,6 +305,7 @@ Where to look next:
     Airflow UI           {settings.airflow_url}  (user {settings.airflow_admin_user}, password in {password_file})
     Schema Registry      {settings.schema_registry_url}/subjects
     Pipeline status      make status
+    Web monitor          {settings.monitor_url}  (charts, lag, dead letters, schema diffs; /metrics for Prometheus)
     Logs                 {layout.logs}/
     Stop everything      make down
 """,
