@@ -19,6 +19,7 @@ from core import health
 from core.settings import Settings
 from stack import launcher, security, services
 from stack.layout import Layout
+from stack.settings import for_launcher
 from stack.services import NotReady, Service
 
 pytestmark = pytest.mark.integration
@@ -56,8 +57,9 @@ def test_material_is_made_once_and_kept(secured, layout):
 
 
 def test_rendered_configs_that_hold_passwords_are_0600(secured, layout):
-    services._cassandra_prepare(secured, layout)
-    services._registry_prepare(secured, layout)
+    launcher_settings = for_launcher(secured)  # the launcher's own ports live in StackSettings
+    services._cassandra_prepare(launcher_settings, layout)
+    services._registry_prepare(launcher_settings, layout)
     for name in ("cassandra.yaml", "registry-secure.properties"):
         assert mode(layout.conf / name) == 0o600, name
     assert "PasswordAuthenticator" in (layout.conf / "cassandra.yaml").read_text()
