@@ -62,6 +62,7 @@ def seconds_to_catch_up(corner: Corner, job: SupervisedJob, fault_ended: float, 
     targets = targets if targets is not None else high_watermarks(corner)
     deadline = time.monotonic() + timeout
     while lag(corner, job, targets):
+        assert job.supervisor.poll() is None, f"the supervisor exited {job.supervisor.returncode}\n{job.describe()}"
         assert time.monotonic() < deadline, (
             f"the job still lags {lag(corner, job, targets)} records behind {targets} after {timeout:.0f} s\n{job.describe()}"
         )
