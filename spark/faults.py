@@ -55,6 +55,8 @@ CASSANDRA_MARKERS = (
     "ClosedConnectionException", "ConnectionInitException", "HeartbeatException", "BusyConnectionException",
     "WriteTimeoutException", "ReadTimeoutException", "UnavailableException", "OverloadedException",
     "BootstrappingException", "Cassandra timeout during", "Not enough replicas available",
+    # The connector's schema refresh while the node is away (seen in the fault suite's 30 s outage).
+    "Control channel not available",
 )
 # Text that means "a Kafka broker is away": Kafka's Java client names its retriable errors.
 KAFKA_MARKERS = (

@@ -40,6 +40,7 @@ def topic_error(code: int) -> TopicError:
     (NoHostAvailable("no host", {}), CASSANDRA),
     (OperationTimedOut("timed out"), CASSANDRA),
     (ReadTimeout("read timeout"), CASSANDRA),
+    (RuntimeError("java.lang.IllegalStateException: Control channel not available, aborting schema refresh"), CASSANDRA),
     (RegistryUnreachable("schema registry at x did not answer"), REGISTRY),
     (SchemaNotFoundYet([7], "http://r", 60), REGISTRY),
     (SchemaRegistryError(503, 50301, "unavailable"), REGISTRY),
