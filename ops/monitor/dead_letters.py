@@ -25,7 +25,7 @@ from confluent_kafka.serialization import MessageField, SerializationContext, Se
 from core import dead_letter
 from core.health import REGISTRY_ERRORS, KafkaErrors, kafka_conf, registry_client
 from core.settings import Settings
-from ops.status.kafka import DeadLetterCounts, count_dead_letter
+from ops.status.kafka import DeadLetterCounts, count_dead_letter, read_to_watermarks
 
 HEX_LIMIT = 4096  # bytes of a payload shown as hex; a poison record can be large
 SECRET_KEYS = {"password", "salt", "md5", "sha1", "sha256"}  # randomuser's login.* credentials
@@ -125,19 +125,8 @@ def newest(settings: Settings, limit: int = 50, stage: str | None = None, timeou
         assignment, remaining = _start_offsets(consumer, topic, limit, timeout)
         if assignment:
             consumer.assign(assignment)
-        deadline = time.monotonic() + max(timeout, 10.0)
-        while remaining and time.monotonic() < deadline:
-            message = consumer.poll(0.5)
-            if message is None:
-                continue
-            if message.error():
-                if message.error().code() == KafkaError._PARTITION_EOF:
-                    remaining.pop(message.partition(), None)
-                    continue
-                raise KafkaException(message.error())
+        for message in read_to_watermarks(consumer, remaining, time.monotonic() + max(timeout, 10.0)):
             letters.append(_letter(message, deserializer))
-            if message.offset() + 1 >= remaining.get(message.partition(), 0):
-                remaining.pop(message.partition(), None)
     except KafkaException as exc:
         consumer.poll(0)
         raise KafkaException(KafkaError(KafkaError._TRANSPORT, errors.cause(exc))) from exc
@@ -208,18 +197,7 @@ class DeadLetterTally:
         if not assignment:
             return
         consumer.assign(assignment)
-        deadline = time.monotonic() + budget_seconds
-        while remaining and time.monotonic() < deadline:
-            message = consumer.poll(0.5)
-            if message is None:
-                continue
-            if message.error():
-                if message.error().code() == KafkaError._PARTITION_EOF:
-                    remaining.pop(message.partition(), None)
-                    continue
-                raise KafkaException(message.error())
+        for message in read_to_watermarks(consumer, remaining, time.monotonic() + budget_seconds):
             count_dead_letter(self.counts, dead_letter.read_headers(message.headers()))
             self.positions[message.partition()] = message.offset() + 1
-            if message.offset() + 1 >= remaining.get(message.partition(), 0):
-                remaining.pop(message.partition(), None)
         self.counts.complete = not remaining

@@ -10,8 +10,10 @@ resumes; the group is what every Kafka tool can see.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 import uuid
 from dataclasses import dataclass, field
+from typing import Any
 
 from confluent_kafka import (
     OFFSET_INVALID,
@@ -202,7 +204,18 @@ def _scan_dead_letters(consumer: Consumer, topic: str, timeout: float, scan_seco
     if not assignment:
         return counts
     consumer.assign(assignment)
-    deadline = time.monotonic() + scan_seconds
+    for message in read_to_watermarks(consumer, remaining, time.monotonic() + scan_seconds):
+        count_dead_letter(counts, dead_letter.read_headers(message.headers()))
+    counts.complete = not remaining
+    return counts
+
+
+def read_to_watermarks(consumer: Consumer, remaining: dict[int, int], deadline: float) -> Iterator[Any]:
+    """Yield the assigned partitions' messages until each reaches its end offset in `remaining` or the deadline passes.
+
+    `remaining` (partition -> end offset) is emptied as partitions finish, so a caller
+    can tell afterwards whether it read everything (`not remaining`).
+    """
     while remaining and time.monotonic() < deadline:
         message = consumer.poll(0.5)
         if message is None:
@@ -212,11 +225,9 @@ def _scan_dead_letters(consumer: Consumer, topic: str, timeout: float, scan_seco
                 remaining.pop(message.partition(), None)
                 continue
             raise KafkaException(message.error())
-        count_dead_letter(counts, dead_letter.read_headers(message.headers()))
+        yield message
         if message.offset() + 1 >= remaining.get(message.partition(), 0):
             remaining.pop(message.partition(), None)
-    counts.complete = not remaining
-    return counts
 
 
 def count_dead_letter(counts: DeadLetterCounts, headers: dict[str, str]) -> None:
