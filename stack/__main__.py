@@ -119,8 +119,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """The command line; for `test`, everything after it goes to pytest as given.
+
+    argparse's REMAINDER refuses a first argument that starts with a dash, so
+    `make test PYTEST_ARGS="-x --durations=20"` would fail without this.
+    """
+    parser = build_parser()
+    args, passthrough = parser.parse_known_args(argv)
+    if args.command == "test":
+        args.pytest_args = argv[argv.index("test") + 1:]
+    elif passthrough:
+        parser.error(f"unrecognized arguments: {' '.join(passthrough)}")
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(sys.argv[1:] if argv is None else argv)
     settings = load_stack_settings()
     layout = Layout(settings.stack_home)
     try:
