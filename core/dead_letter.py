@@ -13,6 +13,7 @@ STAGE = "dead_letter.stage"  # "transform" (producer), "decode" or "write" (Spar
 REASON = "dead_letter.reason"  # human-readable, names the field or check that failed
 SOURCE = "dead_letter.source"  # data source URL+params, or "topic/partition/offset"
 SCHEMA_ID = "dead_letter.schema_id"  # the writer schema id of the record's header, when it had a valid one
+ORIGINAL_BYTES = "dead_letter.original_bytes"  # the record's full size, only when the value kept is a prefix of it
 
 TRANSFORM = "transform"  # the producer could not turn the API's JSON into a User
 DECODE = "decode"  # Spark could not decode or validate the Kafka record

@@ -52,6 +52,11 @@ class Settings(BaseSettings):
     # (stage transform) instead of failing the run. Keep it at or below the broker's
     # and the topic's message.max.bytes (1 MiB by default).
     producer_max_message_bytes: int = Field(default=1_000_000, ge=1024)
+    # The most of a record's bytes a dead letter keeps (Spark's decode and write stages). A
+    # record the source topic took compressed can be far bigger than the dead-letter topic's
+    # message.max.bytes; past this size only its first bytes are kept, with its full size in
+    # a header, and the whole record stays at dead_letter.source.
+    dead_letter_max_value_bytes: int = Field(default=1_000_000, ge=1024)
 
     # --- Schema Registry (any Confluent-compatible API) --------------------
     schema_registry_url: str = "http://localhost:8081/apis/ccompat/v7"

@@ -41,9 +41,15 @@ CASSANDRA_FORMAT = "org.apache.spark.sql.cassandra"
 CONNECTOR_SCHEMA_WAIT_SECONDS = 30.0
 
 
-# A dead letter is as big as the record it carries, which the source topic accepted: let the dead-letter
-# topic's max.message.bytes decide, not the Java producer's own 1 MiB cap (buffer.memory must hold one record).
-DEAD_LETTER_PRODUCER_OPTIONS = {"kafka.max.request.size": str(64 * 1024 * 1024), "kafka.buffer.memory": str(128 * 1024 * 1024)}
+# A dead letter is at most DEAD_LETTER_MAX_VALUE_BYTES of its record plus headers: let the topic's
+# max.message.bytes decide, not the Java producer's own 1 MiB request cap (buffer.memory must hold one
+# record). Compressed like the producer's batches: a record the source topic took compressed (a 16 MiB
+# row of repeated text) is then as small in the dead-letter topic.
+DEAD_LETTER_PRODUCER_OPTIONS = {
+    "kafka.max.request.size": str(64 * 1024 * 1024),
+    "kafka.buffer.memory": str(128 * 1024 * 1024),
+    "kafka.compression.type": "zstd",
+}
 
 
 class SchemaMismatchError(RuntimeError):
@@ -164,27 +170,46 @@ class DeadLetterSink:
         self.settings = settings
         self.topic = settings.dead_letter_topic
 
+    def value_and_headers(self, stage: str = dead_letter.DECODE) -> tuple[F.Column, F.Column]:
+        """The record's bytes, cut to `dead_letter_max_value_bytes` if need be, and the dead letter's headers.
+
+        A cut value gets `dead_letter.original_bytes` and says so in its reason:
+        a dead letter the dead-letter topic refused (RecordTooLargeException)
+        would fail its batch on every attempt, a crash loop.
+        """
+        cap = self.settings.dead_letter_max_value_bytes
+        size = F.length(F.col("value"))
+        cut = F.coalesce(size > cap, F.lit(False))
+        value = F.when(cut, F.substring(F.col("value"), 1, cap)).otherwise(F.col("value"))
+        reason = F.when(cut, F.concat(F.col("reason"), F.format_string(
+            "; the record is %d bytes, only its first %d are kept here (DEAD_LETTER_MAX_VALUE_BYTES): "
+            "the whole record is at dead_letter.source", size, F.lit(cap)))).otherwise(F.col("reason"))
+        return value, self.headers(stage, reason, F.when(cut, size.cast("string")))
+
     @staticmethod
-    def headers(stage: str = dead_letter.DECODE) -> F.Column:
-        """Original headers (if any), then stage, reason, source and schema id as core/dead_letter.py defines them."""
+    def headers(stage: str = dead_letter.DECODE, reason: F.Column | None = None,
+                original_bytes: F.Column | None = None) -> F.Column:
+        """Original headers (if any), then stage, reason, source, schema id (and full size) as core/dead_letter.py defines them."""
         def header(key: str, value: F.Column) -> F.Column:
             return F.struct(F.lit(key).alias("key"), value.cast("binary").alias("value"))
 
         source = F.concat_ws("/", F.col("topic"), F.col("partition").cast("string"), F.col("offset").cast("string"))
         ours = F.array(
             header(dead_letter.STAGE, F.lit(stage)),
-            header(dead_letter.REASON, F.col("reason")),
+            header(dead_letter.REASON, F.col("reason") if reason is None else reason),
             header(dead_letter.SOURCE, source),
             header(dead_letter.SCHEMA_ID, F.col("schema_id").cast("string")),
+            header(dead_letter.ORIGINAL_BYTES, F.lit(None).cast("string") if original_bytes is None else original_bytes),
         )
         ours = F.filter(ours, lambda h: h["value"].isNotNull())  # no schema id header when the header had none
         no_headers = F.array().cast("array<struct<key:string,value:binary>>")
         return F.concat(F.coalesce(F.col("headers"), no_headers), ours)
 
     def write(self, dead: DataFrame, stage: str = dead_letter.DECODE) -> None:
-        """Key and value byte-for-byte as consumed, so a fixed record can be replayed as is."""
+        """Key and value byte-for-byte as consumed (up to the cap), so a fixed record can be replayed as is."""
+        value, headers = self.value_and_headers(stage)
         (
-            dead.select("key", "value", self.headers(stage).alias("headers"))
+            dead.select("key", value.alias("value"), headers.alias("headers"))
             .write.format("kafka")
             .options(**kafka_options(self.settings))
             .options(**DEAD_LETTER_PRODUCER_OPTIONS)

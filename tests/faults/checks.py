@@ -34,6 +34,7 @@ class Poison:
     stage: str
     reason: str  # "" when the wording is the component's own: any non-empty reason then
     value: bytes | None = None  # the bytes as produced, when the dead letter must carry them unchanged
+    original_bytes: int | None = None  # the record's full size when the dead letter keeps only `value`, a prefix
 
 
 def high_watermarks(corner: Corner) -> dict[str, int]:
@@ -88,6 +89,8 @@ def assert_exactly_once(rows: dict[str, dict[str, Any]], dead_letters: list[Any]
         assert headers.get(dead_letter.REASON) and record.reason in headers[dead_letter.REASON], f"poison {record.key}: {headers}"
         if record.value is not None:
             assert message.value() == record.value, f"poison {record.key}: the dead letter does not carry the original bytes"
+        expected_size = None if record.original_bytes is None else str(record.original_bytes)
+        assert headers.get(dead_letter.ORIGINAL_BYTES) == expected_size, f"poison {record.key}: {headers}"
     unexpected = set(keys) - {record.key for record in poison}
     assert not unexpected, f"{len(unexpected)} records dead-lettered that should not be, e.g. {sorted(unexpected)[:3]}"
     both = set(keys) & set(rows)
