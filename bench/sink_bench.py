@@ -9,12 +9,13 @@ One run, one SparkSession, on a private topic and keyspace of the stack:
      as a batch DataFrame and cache it, so Kafka is not what is measured;
   2. "pipeline": the stream job's own foreachBatch function
      (UserStreamJob.process_batch: header parse, per-schema-id from_avro,
-     length check, counts, dedupe, Cassandra upsert, progress file) on the
-     cached records;
+     trailing-byte check, counts, Cassandra upsert, progress file, group
+     commit) on the cached records;
   3. "sink": CassandraSink.write (dedupe + upsert) of the same rows already
      decoded and cached;
-  4. "ceiling": the bare connector write of the same decoded rows; what the
-     Cassandra side allows at all.
+  4. "ceiling": the bare connector write of the same decoded rows, with its
+     default settings and with the job's write options (concurrent writes);
+     the faster of the two is what the Cassandra side allows at all.
 Each is timed `--repeats` times after a warm-up, into a truncated table;
 the median counts. The ratio pipeline/ceiling says how much of Cassandra's
 write capacity the decode leaves on the table. Results are printed as a
@@ -172,14 +173,17 @@ def run_bench(records: int, repeats: int, master: str) -> dict[str, Any]:
                 with cassandra_schema.connect(s) as session:
                     session.execute(f"TRUNCATE {s.cassandra_keyspace}.{s.cassandra_table}")
 
-            def connector_write() -> None:
-                decoded.write.format(CASSANDRA_FORMAT).options(keyspace=s.cassandra_keyspace, table=s.cassandra_table).mode("append").save()
+            def connector_write(options: dict[str, str]) -> None:
+                (decoded.write.format(CASSANDRA_FORMAT).options(keyspace=s.cassandra_keyspace, table=s.cassandra_table)
+                 .options(**options).mode("append").save())
 
             batch_ids = iter(range(10_000))
             results = {
                 "pipeline": timed(lambda: job.process_batch(raw, next(batch_ids)), truncate, repeats),
                 "sink": timed(lambda: sink.write(decoded), truncate, repeats),
-                "ceiling": timed(connector_write, truncate, repeats),
+                "ceiling": timed(lambda: connector_write({}), truncate, repeats),
+                # The connector with the job's own write tuning (concurrent writes): its best here.
+                "ceiling_tuned": timed(lambda: connector_write(sink.write_options()), truncate, repeats),
             }
             with cassandra_schema.connect(s) as session:
                 landed = session.execute(f"SELECT count(*) FROM {s.cassandra_keyspace}.{s.cassandra_table}").one()[0]
@@ -188,6 +192,7 @@ def run_bench(records: int, repeats: int, master: str) -> dict[str, Any]:
         finally:
             spark.stop()
     medians = {name: statistics.median(times) for name, times in results.items()}
+    best = min(medians["ceiling"], medians["ceiling_tuned"])  # the faster connector write is the ceiling
     return {
         "benchmark": "sink_bench",
         "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -198,22 +203,28 @@ def run_bench(records: int, repeats: int, master: str) -> dict[str, Any]:
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
         "seconds": results,
         "rows_per_second": {name: round(records / sec, 1) for name, sec in medians.items()},
-        "pipeline_vs_ceiling": round(medians["ceiling"] / medians["pipeline"], 3),
-        "sink_vs_ceiling": round(medians["ceiling"] / medians["sink"], 3),
+        "write_options": CassandraSink(load_settings()).write_options(),
+        "pipeline_vs_ceiling": round(best / medians["pipeline"], 3),
+        "sink_vs_ceiling": round(best / medians["sink"], 3),
+        "pipeline_vs_default_connector": round(medians["ceiling"] / medians["pipeline"], 3),
     }
 
 
 def render(result: dict[str, Any]) -> str:
     """The result as a small text table."""
     rps = result["rows_per_second"]
+    best = max(rps["ceiling"], rps.get("ceiling_tuned", 0))
     rows = [
-        ("pipeline (decode + write)", rps["pipeline"], result["pipeline_vs_ceiling"]),
+        ("pipeline (the job's whole batch)", rps["pipeline"], result["pipeline_vs_ceiling"]),
         ("sink (dedupe + write, pre-decoded)", rps["sink"], result["sink_vs_ceiling"]),
-        ("ceiling (connector write, pre-decoded)", rps["ceiling"], 1.0),
+        ("connector, default settings, pre-decoded", rps["ceiling"], rps["ceiling"] / best),
     ]
+    if "ceiling_tuned" in rps:
+        rows.append(("connector, the job's write options", rps["ceiling_tuned"], rps["ceiling_tuned"] / best))
     lines = [f"sink_bench: {result['records']} records, median of {result['repeats']}, master {result['spark_master']}",
-             f"{'measurement':<42}{'rows/s':>12}{'vs ceiling':>12}"]
-    lines += [f"{name:<42}{value:>12,.0f}{ratio:>12.2f}" for name, value, ratio in rows]
+             f"{'measurement':<44}{'rows/s':>12}{'vs ceiling':>12}"]
+    lines += [f"{name:<44}{value:>12,.0f}{ratio:>12.2f}" for name, value, ratio in rows]
+    lines.append("ceiling: the faster connector write of the two")
     return "\n".join(lines)
 
 
