@@ -183,14 +183,18 @@ class FaultRider:
 
     `on_wait(service, detail)` is called before each retry and `on_recover()`
     once the action succeeds after a wait: the job writes its state file there.
+    `reset[service]()`, when given, is called before each retry of a failure
+    of that service: it drops client state the outage may have left broken.
     """
 
     def __init__(self, bound_seconds: float, on_wait: Callable[[str, str], None] = lambda s, d: None,
-                 on_recover: Callable[[], None] = lambda: None, max_backoff: float = 15.0):
+                 on_recover: Callable[[], None] = lambda: None, max_backoff: float = 15.0,
+                 reset: dict[str, Callable[[], None]] | None = None):
         self.bound = bound_seconds
         self.on_wait = on_wait
         self.on_recover = on_recover
         self.max_backoff = max_backoff
+        self.reset = reset or {}
 
     def call(self, service: str, action: Callable[[], T], what: str,
              healthy_since: Callable[[], float] | None = None) -> T:
@@ -213,6 +217,8 @@ class FaultRider:
             log.warning("%s: %s unavailable, retry %d in %.1f s (gives up after %.0f s): %s",
                         what, who, state.attempt_number, state.next_action.sleep, self.bound, detail)
             self.on_wait(who, f"{what}: {detail}")
+            if who in self.reset:
+                self.reset[who]()
 
         retrying = Retrying(
             retry=retry_if_exception(lambda exc: transient_service(exc, service) is not None),

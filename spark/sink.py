@@ -39,6 +39,9 @@ PROVENANCE_COLUMNS = {
 CASSANDRA_FORMAT = "org.apache.spark.sql.cassandra"
 # How long the connector may take to hear of a table or column the driver already sees.
 CONNECTOR_SCHEMA_WAIT_SECONDS = 30.0
+# A connection setting of the connector's: part of the key its cached driver sessions are found by.
+CONNECT_TIMEOUT_KEY = "spark.cassandra.connection.timeoutMS"
+CONNECT_TIMEOUT_DEFAULT_MS = 5000
 
 
 # A dead letter is at most DEAD_LETTER_MAX_VALUE_BYTES of its record plus headers: let the topic's
@@ -70,7 +73,7 @@ def latest_per_key(rows: DataFrame) -> DataFrame:
 
 
 def wait_for_connector(spark: SparkSession, keyspace: str, table: str, columns: set[str],
-                       timeout: float = CONNECTOR_SCHEMA_WAIT_SECONDS) -> None:
+                       timeout: float = CONNECTOR_SCHEMA_WAIT_SECONDS, options: dict[str, str] | None = None) -> None:
     """Wait until the connector's own metadata has a table and columns that Cassandra already has.
 
     The connector keeps a long-lived driver session of its own, which hears
@@ -80,7 +83,8 @@ def wait_for_connector(spark: SparkSession, keyspace: str, table: str, columns: 
     deadline = time.monotonic() + timeout
     while True:
         try:
-            seen = set(spark.read.format(CASSANDRA_FORMAT).options(keyspace=keyspace, table=table).load().columns)
+            seen = set(spark.read.format(CASSANDRA_FORMAT).options(keyspace=keyspace, table=table)
+                       .options(**(options or {})).load().columns)
         except AnalysisException as exc:
             if "Couldn't find" not in str(exc):
                 raise
@@ -106,6 +110,7 @@ class CassandraSink:
         self.spark = spark  # when given, check_columns also waits for the connector to see the columns
         self.keyspace = settings.cassandra_keyspace
         self.table = settings.cassandra_table
+        self.session_generation = 0  # bumped by renew_session(): every connector call then uses a new driver session
 
     def needed_columns(self, reader: RegisteredSchema) -> dict[str, str]:
         return {**columns_for_schema(json.loads(reader.schema)), **PROVENANCE_COLUMNS}
@@ -132,7 +137,8 @@ class CassandraSink:
                 + ", ".join(f"{name} is {live_type}, the schema needs {kind}" for name, (kind, live_type) in mismatched.items())
             )
         if self.spark is not None:
-            wait_for_connector(self.spark, self.keyspace, self.table, set(self.needed_columns(reader)))
+            wait_for_connector(self.spark, self.keyspace, self.table, set(self.needed_columns(reader)),
+                               options=self.session_options())
         log.info("%s can hold %s", where, what)
 
     def write(self, rows: DataFrame, unique_keys: bool = False) -> None:
@@ -145,7 +151,33 @@ class CassandraSink:
 
     def write_options(self) -> dict[str, str]:
         """The connector's write tuning, per write: a submitted job's session conf is not ours to set."""
-        return {"spark.cassandra.output.concurrent.writes": str(self.settings.spark_cassandra_concurrent_writes)}
+        return {"spark.cassandra.output.concurrent.writes": str(self.settings.spark_cassandra_concurrent_writes),
+                **self.session_options()}
+
+    def renew_session(self) -> None:
+        """From now on, reach Cassandra through a new driver session of the connector's (after an outage).
+
+        Why: one failed schema refresh ("Control channel not available", while
+        Cassandra is away) leaves a driver session's schema refresh stuck for
+        good: the Java driver (4.18, MetadataManager.startSchemaRequest) never
+        clears its in-flight refresh on that path, and the connector refreshes
+        the schema on every write, so the next write waits forever (seen in
+        the fault suite's 30 s outage: the job hung). The connector keeps one
+        cached session per connection configuration and cannot be told to
+        drop one that is in use, so the job moves to another configuration:
+        the connect timeout plus one millisecond per renewal. Idle sessions
+        are closed too.
+        """
+        self.session_generation += 1
+        if self.spark is not None:
+            self.spark._jvm.com.datastax.spark.connector.cql.CassandraConnector.evictCache()
+
+    def session_options(self) -> dict[str, str]:
+        """The per-call connector options that select this generation's driver session (none at first)."""
+        if not self.session_generation:
+            return {}
+        base = int(self.spark.conf.get(CONNECT_TIMEOUT_KEY, str(CONNECT_TIMEOUT_DEFAULT_MS)) if self.spark else CONNECT_TIMEOUT_DEFAULT_MS)
+        return {CONNECT_TIMEOUT_KEY: str(base + self.session_generation)}
 
     def save(self, rows: DataFrame) -> None:
         """Upsert these rows as they are (already one per id); `_` columns are left out."""

@@ -134,6 +134,7 @@ class UserStreamJob:
         self.processor = BatchProcessor(spark, settings, self.book, self.rider, progress_path(options.checkpoint),
                                         options.query_name, GroupCommitter(settings).commit)
         self.sink = self.processor.sink
+        self.rider.reset[CASSANDRA] = self.sink.renew_session  # a session an outage broke is never used again
         self.query: StreamingQuery | None = None
 
     def prepare(self) -> None:

@@ -78,6 +78,23 @@ def test_rider_retries_a_transient_failure_reports_waiting_then_recovery():
     assert events == [(CASSANDRA, "batch 3: writing rows: cannot reach Cassandra at 127.0.0.1:9042")] * 2 + ["recovered"]
 
 
+def test_rider_resets_the_failing_services_client_before_each_retry():
+    """A Cassandra outage can leave the connector's cached session broken: it is dropped before every retry."""
+    order, attempts = [], []
+
+    def flaky():
+        attempts.append(1)
+        order.append("attempt")
+        if len(attempts) < 3:
+            raise CassandraUnavailable("cannot reach Cassandra at 127.0.0.1:9042")
+        return "written"
+
+    rider = FaultRider(30, max_backoff=0.1, reset={CASSANDRA: lambda: order.append("reset cassandra"),
+                                                    REGISTRY: lambda: order.append("reset registry")})
+    assert rider.call(CASSANDRA, flaky, "batch 3: writing rows") == "written"
+    assert order == ["attempt", "reset cassandra", "attempt", "reset cassandra", "attempt"]
+
+
 def test_rider_gives_up_after_the_bound_naming_the_service():
     rider = FaultRider(1.5, max_backoff=0.5)
     started = time.monotonic()
