@@ -73,10 +73,10 @@ def action_label(plan: str) -> str:
         return "write rows to Cassandra" + (" (dedupe window + connector)" if "Window" in plan else "")
     if "kafka" in plan.lower() and "WriteToDataSourceV2" in plan:
         return "write dead letters to Kafka"
-    if "from_avro" in plan:
-        return "decode + checks + counts (cached)" + (" incl. countDistinct" if plan.count("Exchange") > 1 else "")
+    if "from_avro" in plan and "HashAggregate" in plan:
+        return "summary: Kafka read + decode + counts (cached)"
     if "HashAggregate" in plan:
-        return "summarize: header pass + Kafka read (cached)"
+        return "aggregate without decode"
     return plan.split("== Physical Plan ==")[-1].strip().splitlines()[0][:60] if plan.strip() else "?"
 
 

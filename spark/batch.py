@@ -43,29 +43,50 @@ log = logging.getLogger("spark.stream_job")
 
 @dataclass(frozen=True)
 class BatchSummary:
-    """What the header pass learned about a batch: size, schema ids, where each partition starts and ends."""
+    """What one pass over the decoded batch learned: size, schema ids, good rows, distinct ids, offsets."""
 
     records_in: int
     schema_ids: list[int]
     start_offsets: dict[str, dict[str, int]]  # first offset in the batch per partition
     end_offsets: dict[str, dict[str, int]]  # next offset to read per partition (Kafka's committed-offset convention)
+    decoded: int = 0  # records without a reason: rows to write
+    dead: int = 0  # records with a reason: dead letters
+    distinct_ids: int = 0  # distinct ids among the decoded records (= `decoded` unless an id came twice)
+
+    @property
+    def unique_ids(self) -> bool:
+        """No id twice among the rows to write: the dedupe (a shuffle of every row) would change nothing."""
+        return self.distinct_ids == self.decoded
 
 
-def summarize(framed: DataFrame) -> BatchSummary:
-    """One small aggregation: counts, valid schema ids, first and next offsets per partition."""
-    rows = framed.groupBy("topic", "partition", "schema_id").agg(
-        F.count(F.lit(1)).alias("records"), F.min("offset").alias("first_offset"), F.max("offset").alias("last_offset")
-    ).collect()
+def summarize(decoded: DataFrame) -> BatchSummary:
+    """One Spark job: per partition and schema id the counts and offsets, and the distinct ids of the good rows.
+
+    A rollup, so the whole batch's distinct count (the grand-total row) comes
+    out of the same job as the per-group rows (the finest grouping level);
+    the rows in between are ignored. The good rows' ids equal their Kafka
+    keys (decode dead-letters any other), so the key is counted.
+    """
+    good = F.col("reason").isNull()
+    rows = decoded.rollup("topic", "partition", "schema_id").agg(
+        F.grouping_id().alias("level"),
+        F.count(F.lit(1)).alias("records"), F.count(F.when(good, 1)).alias("good"),
+        F.min("offset").alias("first_offset"), F.max("offset").alias("last_offset"),
+        F.countDistinct(F.when(good, F.col("key"))).alias("distinct_ids"),
+    ).where("level = 0 or level = 7").collect()
+    groups = [row for row in rows if row.level == 0]
     starts: dict[str, dict[str, int]] = {}
     ends: dict[str, dict[str, int]] = {}
-    for row in rows:
+    for row in groups:
         part = str(row.partition)
         first = starts.setdefault(row.topic, {})
         first[part] = min(first.get(part, row.first_offset), row.first_offset)
         end = ends.setdefault(row.topic, {})
         end[part] = max(end.get(part, 0), row.last_offset + 1)
-    ids = sorted({row.schema_id for row in rows if row.schema_id is not None})
-    return BatchSummary(sum(row.records for row in rows), ids, starts, ends)
+    ids = sorted({row.schema_id for row in groups if row.schema_id is not None})
+    records, good_rows_in = sum(row.records for row in groups), sum(row.good for row in groups)
+    distinct = next((row.distinct_ids for row in rows if row.level == 7), 0)
+    return BatchSummary(records, ids, starts, ends, good_rows_in, records - good_rows_in, distinct)
 
 
 @dataclass
@@ -96,27 +117,37 @@ class BatchProcessor:
         self.last_batch_done = 0.0  # monotonic time the last batch finished, for the query restart bound
 
     def process(self, batch: DataFrame, batch_id: int) -> None:
-        """Decode one micro-batch, write rows and dead letters, record progress, commit offsets; raise to stop the query."""
+        """Decode one micro-batch, write rows and dead letters, record progress, commit offsets; raise to stop the query.
+
+        The happy path is two Spark jobs: the summary (Kafka read, decode,
+        cache, counts) and the Cassandra write from the cache. The batch is
+        decoded with the schemas the book already has; only a batch with an id
+        the book has not seen asks the registry, and is decoded again.
+        """
         started = time.monotonic()
-        framed = with_header(batch).persist(StorageLevel.MEMORY_AND_DISK)
+        framed = with_header(batch)
         decoded, refused, summary = None, None, None
         try:
-            summary = self._step(KAFKA, batch_id, "reading the batch", lambda: summarize(framed))
-            counts = {"decoded": 0, "rows_written": 0, "dead_lettered": 0, "dead_lettered_at_write": 0}
-            if summary.records_in:
+            snapshot = self.book.known() if self.book.reader is not None else self._step(
+                REGISTRY, batch_id, "looking up the reader schema", lambda: self._schemas([]))
+            decoded = self._decode(framed, snapshot)
+            summary = self._step(KAFKA, batch_id, "reading and decoding the batch", lambda: summarize(decoded))
+            if not self.book.covers(summary.schema_ids):
                 snapshot = self._step(REGISTRY, batch_id, "looking up schemas", lambda: self._schemas(summary.schema_ids))
-                decoded = decode(framed, snapshot, self.settings.schema_registry_url).persist(StorageLevel.MEMORY_AND_DISK)
-                ok, dead, keys = self._step(KAFKA, batch_id, "decoding", lambda: count(decoded))
-                if dead:
-                    self._step(KAFKA, batch_id, "dead-lettering", lambda: self.dead_letters.write(dead_rows(decoded)))
-                if ok:
-                    refused = self._step(CASSANDRA, batch_id, "writing rows",
-                                         lambda: write_or_split(self.spark, self.sink, good_rows(decoded), decoded, unique_keys=keys == ok))
-                if refused is not None:
-                    self._step(KAFKA, batch_id, "dead-lettering refused rows",
-                               lambda: self.dead_letters.write(refused.rows, dead_letter.WRITE))
-                late = refused.count if refused else 0
-                counts = {"decoded": ok, "rows_written": keys - late, "dead_lettered": dead + late, "dead_lettered_at_write": late}
+                decoded.unpersist()
+                decoded = self._decode(framed, snapshot)
+                summary = self._step(KAFKA, batch_id, "decoding with the new schemas", lambda: summarize(decoded))
+            if summary.dead:
+                self._step(KAFKA, batch_id, "dead-lettering", lambda: self.dead_letters.write(dead_rows(decoded)))
+            if summary.decoded:
+                refused = self._step(CASSANDRA, batch_id, "writing rows", lambda: write_or_split(
+                    self.spark, self.sink, good_rows(decoded), decoded, unique_keys=summary.unique_ids))
+            if refused is not None:
+                self._step(KAFKA, batch_id, "dead-lettering refused rows",
+                           lambda: self.dead_letters.write(refused.rows, dead_letter.WRITE))
+            late = refused.count if refused else 0
+            counts = {"decoded": summary.decoded, "rows_written": summary.distinct_ids - late,
+                      "dead_lettered": summary.dead + late, "dead_lettered_at_write": late}
             self._record(batch_id, summary, counts, time.monotonic() - started)
             self._step(KAFKA, batch_id, "committing offsets to the consumer group", lambda: self.commit(summary.end_offsets))
             self.last_batch_done = time.monotonic()
@@ -124,11 +155,14 @@ class BatchProcessor:
             self.failure = Failure(exc, batch_id, summary.start_offsets if summary else {})
             raise
         finally:
-            for cached in (framed, decoded):
-                if cached is not None:
-                    cached.unpersist()
+            if decoded is not None:
+                decoded.unpersist()
             if refused is not None:
                 refused.release()
+
+    def _decode(self, framed: DataFrame, snapshot: SchemaSnapshot) -> DataFrame:
+        """The batch decoded with `snapshot`, cached: the summary fills the cache, the writes read it."""
+        return decode(framed, snapshot, self.settings.schema_registry_url).persist(StorageLevel.MEMORY_AND_DISK)
 
     def _step(self, service: str, batch_id: int, what: str, action: Callable[[], Any]) -> Any:
         return self.rider.call(service, action, f"batch {batch_id}: {what}")
@@ -155,13 +189,3 @@ class BatchProcessor:
         record = next_progress(read_progress(self.progress_file), self.query_name, batch_id, batch, summary.end_offsets, reader_id)
         write_progress(self.progress_file, record)
 
-
-def count(decoded: DataFrame) -> tuple[int, int, int]:
-    """(decoded, dead-lettered, distinct keys to write) in one pass over the cached batch."""
-    good = F.col("reason").isNull()
-    row = decoded.agg(
-        F.count(F.when(good, 1)).alias("ok"),
-        F.count(F.when(~good, 1)).alias("dead"),
-        F.countDistinct(F.when(good, F.col("user.id"))).alias("keys"),
-    ).first()
-    return row.ok, row.dead, row.keys

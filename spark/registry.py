@@ -29,7 +29,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
@@ -177,6 +177,19 @@ class SchemaBook:
     def _why_unreadable(self, writer_schema: str) -> str | None:
         return self.compatibility(self.reader.schema, writer_schema)
 
+    def covers(self, schema_ids: Iterable[int]) -> bool:
+        """True when every id is already known (readable or not): decoding with `known()` then needs no registry call."""
+        return self.reader is not None and set(schema_ids) <= set(self.writers)
+
+    def known(self) -> SchemaSnapshot:
+        """The snapshot of what the book already holds, without asking the registry.
+
+        The stream decodes each batch with it first and asks the registry only
+        when the batch carries an id the book has not seen (spark/batch.py).
+        """
+        usable = {sid: schema for sid, schema in self.writers.items() if sid not in self.incompatible}
+        return SchemaSnapshot(self.reader, usable, frozenset(), dict(self.incompatible))
+
     def update(self, schema_ids: Iterable[int]) -> tuple[SchemaSnapshot, bool]:
         """Fetch the ids not seen before; return the batch's snapshot and whether the reader changed."""
         reader_changed = self.reader is None and self.load_reader()
@@ -205,6 +218,4 @@ class SchemaBook:
         if new_ids and self.reader_version == "latest":
             # A new writer id may be a new version: make it the reader before decoding it.
             reader_changed = self.load_reader() or reader_changed
-        usable = {sid: schema for sid, schema in self.writers.items() if sid not in self.incompatible}
-        snapshot = SchemaSnapshot(self.reader, usable, frozenset(unknown), dict(self.incompatible))
-        return snapshot, reader_changed
+        return replace(self.known(), unknown=frozenset(unknown)), reader_changed

@@ -50,6 +50,21 @@ def test_writer_schemas_are_cached_and_unknown_ids_reported():
     assert snapshot.unknown == {7} and client.calls == ["id 7", "subject latest"]  # unknown ids are asked again
 
 
+def test_the_known_snapshot_asks_nothing_and_covers_only_ids_seen():
+    """The stream decodes with `known()` first; `covers` says when the registry must be asked after all."""
+    client = FakeRegistry()
+    schemas = book(client, incompatible_ids=[2])
+    assert not schemas.covers([])  # no reader yet
+    schemas.update([1, 2])
+    client.calls.clear()
+    snapshot = schemas.known()
+    assert client.calls == [] and set(snapshot.writers) == {1} and snapshot.incompatible == {2: "nope"}
+    assert schemas.covers([1, 2]) and schemas.covers([])
+    assert not schemas.covers([1, 7])  # an id never looked up (here: one the registry does not have)
+    schemas.update([7])
+    assert not schemas.covers([7])  # unknown ids are not cached: each batch with one asks again
+
+
 def test_a_new_writer_id_makes_the_latest_version_the_reader():
     client = FakeRegistry()
     schemas = book(client)
