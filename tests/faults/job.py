@@ -53,9 +53,19 @@ class SupervisedJob:
         return "\n".join(self.text().splitlines()[-lines:])
 
     def describe(self) -> str:
-        """What a failed assertion should show: the job's state in one line and its log's tail."""
+        """What a failed assertion should show: the job's state in one line, why each run crashed, its log's tail."""
         state = self.state()
-        return f"job state: {one_line(state) if state else 'none written'}\n--- {self.log} ---\n{self.tail()}"
+        return (f"job state: {one_line(state) if state else 'none written'}\n{self.crashes()}"
+                f"--- {self.log} ---\n{self.tail()}")
+
+    def crashes(self, before: int = 25) -> str:
+        """The last lines of each run that crashed, up to the supervisor's restart line (the tail shows only the last run)."""
+        lines, shown = self.text().splitlines(), []
+        for index, line in enumerate(lines):
+            if RESTARTED in line:
+                kept = [text for text in lines[max(0, index - before):index + 1] if not text.lstrip().startswith("at ")]
+                shown.append(f"--- crash {len(shown) + 1}: the log before the supervisor's restart ---\n" + "\n".join(kept))
+        return "".join(part + "\n" for part in shown)
 
     def wait_query_started(self, runs: int, timeout: float) -> None:
         """Until the `runs`-th start of the job (counting the supervisor's restarts) has its query running."""

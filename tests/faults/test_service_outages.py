@@ -25,7 +25,7 @@ from tests.spark.users import make_user, v2_schema
 pytestmark = [pytest.mark.faults, pytest.mark.integration, pytest.mark.spark]
 
 OUTAGE_SECONDS = 30
-USERS = 900
+USERS = 600  # 40 s of load at RATE: it spans the 30 s outage, which starts once rows land
 RATE = 15  # users per second: the load spans the outage
 
 
