@@ -69,17 +69,28 @@ def cmd_clean(settings, layout: Layout, args) -> int:
     return 0
 
 
+def running(settings, layout: Layout) -> set[str]:
+    return {row.name for row in launcher.status(settings, layout) if row.pid is not None}
+
+
 def run_with_stack(settings, layout: Layout, command: list[str], names: list[str]) -> int:
-    """Start what is not running, run `command`, then stop only what this call started, also on failure."""
+    """Start what is not running, run `command`, then stop what was not running before, also on failure.
+
+    "What was not running before" includes what `command` itself started
+    (the demo's tests start the stream job, Airflow and the monitor): a test
+    run leaves the machine as it found it.
+    """
+    before = running(settings, layout)
     started: list[str] = []
     try:
         started = launcher.up(settings, layout, names)
         print(f"stack: running {' '.join(command)}", flush=True)
         return subprocess.call(command)
     finally:
-        if started:
-            print(f"stack: stopping what this run started: {', '.join(started)}", flush=True)
-            launcher.down(settings, layout, started)
+        ours = [name for name in SERVICES if name in (set(started) | running(settings, layout)) - before]
+        if ours:
+            print(f"stack: stopping what this run started: {', '.join(ours)}", flush=True)
+            launcher.down(settings, layout, ours)
 
 
 def cmd_test(settings, layout: Layout, args) -> int:
