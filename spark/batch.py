@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pyspark import StorageLevel
+from pyspark import InheritableThread, StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -115,14 +115,17 @@ class BatchProcessor:
         self.checked_reader_id: int | None = None  # the reader schema the table was last checked against
         self.failure: Failure | None = None
         self.last_batch_done = 0.0  # monotonic time the last batch finished, for the query restart bound
+        self.summary_of_failed_write: BatchSummary | None = None
 
     def process(self, batch: DataFrame, batch_id: int) -> None:
         """Decode one micro-batch, write rows and dead letters, record progress, commit offsets; raise to stop the query.
 
-        The happy path is two Spark jobs: the summary (Kafka read, decode,
-        cache, counts) and the Cassandra write from the cache. The batch is
-        decoded with the schemas the book already has; only a batch with an id
-        the book has not seen asks the registry, and is decoded again.
+        The batch is decoded with the schemas the book already has and cached;
+        the Cassandra write of its good rows and the summary (counts, offsets,
+        schema ids, distinct ids) run at the same time, two Spark jobs on the
+        one cache. Only when the summary says so is more done: an id the book
+        has not seen asks the registry and the batch is decoded and written
+        again; an id that came twice is written again, newest record winning.
         """
         started = time.monotonic()
         framed = with_header(batch)
@@ -131,17 +134,21 @@ class BatchProcessor:
             snapshot = self.book.known() if self.book.reader is not None else self._step(
                 REGISTRY, batch_id, "looking up the reader schema", lambda: self._schemas([]))
             decoded = self._decode(framed, snapshot)
-            summary = self._step(KAFKA, batch_id, "reading and decoding the batch", lambda: summarize(decoded))
+            summary, refused = self._summarize_while_writing(batch_id, decoded)
             if not self.book.covers(summary.schema_ids):
+                # Records with a new id were neither written nor dead-lettered above: decode the batch again.
                 snapshot = self._step(REGISTRY, batch_id, "looking up schemas", lambda: self._schemas(summary.schema_ids))
+                refused = release(refused)
                 decoded.unpersist()
                 decoded = self._decode(framed, snapshot)
                 summary = self._step(KAFKA, batch_id, "decoding with the new schemas", lambda: summarize(decoded))
+                refused = self._write(batch_id, decoded, unique_ids=summary.unique_ids)
+            elif not summary.unique_ids:
+                # An id came twice: the first write may have kept either record; the newest by position must win.
+                refused = release(refused)
+                refused = self._write(batch_id, decoded, unique_ids=False)
             if summary.dead:
                 self._step(KAFKA, batch_id, "dead-lettering", lambda: self.dead_letters.write(dead_rows(decoded)))
-            if summary.decoded:
-                refused = self._step(CASSANDRA, batch_id, "writing rows", lambda: write_or_split(
-                    self.spark, self.sink, good_rows(decoded), decoded, unique_keys=summary.unique_ids))
             if refused is not None:
                 self._step(KAFKA, batch_id, "dead-lettering refused rows",
                            lambda: self.dead_letters.write(refused.rows, dead_letter.WRITE))
@@ -152,6 +159,7 @@ class BatchProcessor:
             self._step(KAFKA, batch_id, "committing offsets to the consumer group", lambda: self.commit(summary.end_offsets))
             self.last_batch_done = time.monotonic()
         except BaseException as exc:
+            summary = summary or self.summary_of_failed_write  # a failed write still knows where its batch starts
             self.failure = Failure(exc, batch_id, summary.start_offsets if summary else {})
             raise
         finally:
@@ -159,6 +167,46 @@ class BatchProcessor:
                 decoded.unpersist()
             if refused is not None:
                 refused.release()
+
+    def _summarize_while_writing(self, batch_id: int, decoded: DataFrame) -> tuple[BatchSummary, Refused | None]:
+        """The summary job in a second thread while this one writes every good row as it is (no dedupe).
+
+        Why at once: each is a small Spark job whose time is mostly fixed cost
+        (scheduling, planning, the connector's table lookup), and the batch's
+        freshness is the sum of them; side by side, the cores overlap them.
+        The cache is filled once: a partition one job is computing is waited
+        for by the other (Spark's block locks). Writing before the counts are
+        known is safe: rows are upserts, and process() rewrites the batch when
+        the summary finds a new schema id or an id twice.
+        """
+        outcome: dict[str, Any] = {}
+        self.summary_of_failed_write = None
+
+        def summary_job() -> None:
+            try:
+                outcome["summary"] = self._step(KAFKA, batch_id, "reading and decoding the batch", lambda: summarize(decoded))
+            except BaseException as exc:  # handed to the batch's thread below, which raises it
+                outcome["error"] = exc
+
+        thread = InheritableThread(target=summary_job, name=f"batch-{batch_id}-summary")  # keeps Spark's local properties
+        thread.start()
+        refused = None
+        try:
+            refused = self._write(batch_id, decoded, unique_ids=True)
+        except BaseException:
+            thread.join()
+            self.summary_of_failed_write = outcome.get("summary")
+            raise
+        thread.join()
+        if "error" in outcome:
+            release(refused)
+            raise outcome["error"]
+        return outcome["summary"], refused
+
+    def _write(self, batch_id: int, decoded: DataFrame, unique_ids: bool) -> Refused | None:
+        """Upsert the good rows (deduplicated unless `unique_ids`); the rows Cassandra refused, if any."""
+        return self._step(CASSANDRA, batch_id, "writing rows", lambda: write_or_split(
+            self.spark, self.sink, good_rows(decoded), decoded, unique_keys=unique_ids))
 
     def _decode(self, framed: DataFrame, snapshot: SchemaSnapshot) -> DataFrame:
         """The batch decoded with `snapshot`, cached: the summary fills the cache, the writes read it."""
@@ -189,3 +237,9 @@ class BatchProcessor:
         record = next_progress(read_progress(self.progress_file), self.query_name, batch_id, batch, summary.end_offsets, reader_id)
         write_progress(self.progress_file, record)
 
+
+def release(refused: Refused | None) -> None:
+    """Free what a write's refused rows keep cached; None, to assign back."""
+    if refused is not None:
+        refused.release()
+    return None
