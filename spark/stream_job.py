@@ -97,7 +97,7 @@ class JobOptions:
     """How the query runs; the CLI flags, or what tests pass directly."""
 
     trigger: str = "processing"  # "processing", "available_now" or "once"
-    interval: str = "5 seconds"
+    interval: str = "1 second"
     starting_offsets: str = "earliest"
     max_offsets_per_trigger: int | None = None
     checkpoint: str = ""
@@ -284,7 +284,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--master", help="local[N] or spark://host:7077 (default: SPARK_MASTER)")
     when = parser.add_mutually_exclusive_group()
-    when.add_argument("--trigger", metavar="INTERVAL", help='micro-batch interval, e.g. "5 seconds" (default: SPARK_TRIGGER_INTERVAL)')
+    when.add_argument("--trigger", metavar="INTERVAL", help='micro-batch interval, e.g. "1 second" (default: SPARK_TRIGGER_INTERVAL)')
     when.add_argument("--once", action="store_true", help="one batch with everything available, then exit")
     when.add_argument("--available-now", action="store_true", help="drain everything available in batches, then exit")
     parser.add_argument("--starting-offsets", help="earliest, latest or Spark's JSON; only for a new checkpoint (default: SPARK_STARTING_OFFSETS)")
