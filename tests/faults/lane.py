@@ -19,7 +19,7 @@ from tests.faults.load import Load
 from tests.faults.private_stack import PrivateStack
 from tests.faults.table import FaultRow
 from tests.spark.harness import Corner
-from tests.spark.users import V1
+from tests.spark.users import V1, make_user
 
 # Generous: two cores shared with the rest of the suite, and a JVM start per job.
 JOB_START_SECONDS = 300
@@ -53,6 +53,13 @@ class Lane:
     def start_job(self) -> None:
         self.job.start()
         self.job.wait_query_started(1, JOB_START_SECONDS)
+
+    def users_under_load(self, row: FaultRow, count: int, rate: float) -> tuple[list[dict], Load]:
+        """Start the job, then publish `count` new users at `rate` per second; the row counts them as produced."""
+        self.start_job()
+        users = [make_user(i, self.corner.settings.users_topic) for i in range(count)]
+        row.users_produced = len(users)
+        return users, self.load(self.encode(users), rate)
 
     def encode(self, users: list[dict], schema: dict = V1) -> list[tuple[bytes, bytes]]:
         """(key, Confluent-framed Avro value) per user, by confluent-kafka's AvroSerializer, looked up not registered."""

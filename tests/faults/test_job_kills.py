@@ -16,7 +16,6 @@ import pytest
 
 from tests.faults.lane import JOB_START_SECONDS, LOAD_SECONDS
 from tests.spark.harness import wait_until
-from tests.spark.users import make_user
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration, pytest.mark.spark]
 
@@ -40,10 +39,7 @@ def kill(processes: list[psutil.Process | None]) -> None:
 def test_the_job_sigkilled_three_times_under_load(lane, case):
     case.case = "job SIGKILLed 3x under load (driver+JVM, JVM, driver)"
     lane = lane("kills")
-    lane.start_job()
-    users = [make_user(i, lane.corner.settings.users_topic) for i in range(USERS)]
-    case.users_produced = len(users)
-    load = lane.load(lane.encode(users), RATE)
+    users, load = lane.users_under_load(case, USERS, RATE)
     job = lane.job
 
     targets = {

@@ -47,10 +47,7 @@ def landing(lane) -> None:
 def test_cassandra_stopped_for_30_s_under_load(lane, case, private_stack):
     case.case = "Cassandra stopped 30 s under load"
     lane = lane("cassandra")
-    lane.start_job()
-    users = [make_user(i, lane.corner.settings.users_topic) for i in range(USERS)]
-    case.users_produced = len(users)
-    load = lane.load(lane.encode(users), RATE)
+    users, load = lane.users_under_load(case, USERS, RATE)
     landing(lane)
     states = lane.job.watch_states()
     ended = outage(private_stack, names.CASSANDRA)
@@ -97,10 +94,7 @@ def test_registry_stopped_for_30_s_as_a_new_schema_versions_first_records_arrive
 def test_kafka_broker_killed_and_restarted_under_load(lane, case, private_stack):
     case.case = "Kafka broker SIGKILLed and restarted under load"
     lane = lane("kafka")
-    lane.start_job()
-    users = [make_user(i, lane.corner.settings.users_topic) for i in range(USERS)]
-    case.users_produced = len(users)
-    load = lane.load(lane.encode(users), RATE)
+    users, load = lane.users_under_load(case, USERS, RATE)
     landing(lane)
     private_stack.kill(names.KAFKA)
     ended = private_stack.start(names.KAFKA)
