@@ -23,6 +23,7 @@ from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 from confluent_kafka.schema_registry.avro import AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
+from cassandra.cluster import NoHostAvailable
 
 from core import cassandra_schema
 from core.settings import Settings, load_settings
@@ -244,11 +245,28 @@ class Corner:
         with cassandra_schema.connect(self.settings) as session:
             session.execute(f"DROP KEYSPACE IF EXISTS {self.settings.cassandra_keyspace}")
 
-    def cql(self, statement: str) -> list[dict[str, Any]]:
-        if self._cassandra is None:
-            cluster = cassandra_schema.cassandra_cluster(self.settings)
-            self._cassandra = (cluster, cluster.connect())
-        return [row._asdict() for row in self._cassandra[1].execute(statement)]
+    def cql(self, statement: str, reconnect_seconds: float = 60.0) -> list[dict[str, Any]]:
+        """Run one statement on the test's session; after Cassandra was stopped and started again, reconnect.
+
+        The driver's own reconnection backs off to half a minute and answers
+        NoHostAvailable meanwhile (seen after the fault suite's 30 s outage,
+        with the job long caught up), so a new session is opened instead, for
+        up to `reconnect_seconds`.
+        """
+        deadline = time.monotonic() + reconnect_seconds
+        while True:
+            try:
+                if self._cassandra is None:
+                    cluster = cassandra_schema.cassandra_cluster(self.settings)
+                    self._cassandra = (cluster, None)
+                    self._cassandra = (cluster, cluster.connect())
+                return [row._asdict() for row in self._cassandra[1].execute(statement)]
+            except NoHostAvailable:
+                self._cassandra[0].shutdown()
+                self._cassandra = None
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(1)
 
     def rows(self) -> dict[str, dict[str, Any]]:
         """Every row of the test table, keyed by id as text."""
