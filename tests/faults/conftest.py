@@ -86,10 +86,12 @@ def lane(private_stack, tmp_path, case):
 
     yield make
     for item in made:
-        if case.rows_landed is None:
-            case.rows_landed, case.job_restarts = item.corner.count(), item.job.restarts()
-            case.dead_lettered = len(item.corner.dead_letters(expected=0, timeout=5))
-        item.close()
+        try:
+            if case.rows_landed is None:
+                case.rows_landed, case.job_restarts = item.corner.count(), item.job.restarts()
+                case.dead_lettered = len(item.corner.dead_letters(expected=0, timeout=5))
+        finally:
+            item.close()  # the job is stopped even when taking the figures fails (a stream job was left running once)
 
 
 def pytest_terminal_summary(terminalreporter):
