@@ -16,9 +16,10 @@ One run, one SparkSession, on a private topic and keyspace of the stack:
   4. "ceiling": the bare connector write of the same decoded rows, with its
      default settings and with the job's write options (concurrent writes);
      the faster of the two is what the Cassandra side allows at all.
-Each is timed `--repeats` times after a warm-up, into a truncated table;
-the median counts. The ratio pipeline/ceiling says how much of Cassandra's
-write capacity the decode leaves on the table. Results are printed as a
+Each is timed `--repeats` times after a warm-up, into a truncated table,
+round-robin so Cassandra's drift weighs on all alike; the median counts.
+The ratio pipeline/ceiling says how much of Cassandra's write capacity the
+decode leaves on the table. Results are printed as a
 table and written to bench/results/sink_bench-<UTC time>.json.
 """
 
@@ -127,15 +128,22 @@ class BenchCorner:
             raise KafkaException(f"producing the bench records failed: {failures[:3]}")
 
 
-def timed(action, truncate, repeats: int) -> list[float]:
-    """Seconds per run after one warm-up, each into an empty table."""
-    seconds = []
+def interleaved(actions: dict[str, Any], truncate, repeats: int) -> dict[str, list[float]]:
+    """Seconds per run of each action, each into an empty table, after one warm-up round.
+
+    Round-robin (every action once per round), not one action's repeats in a
+    row: Cassandra on the same cores drifts (flushes, compaction of what the
+    truncates left), and a drift must weigh on every measurement alike, or
+    the ratios measure the order of the runs.
+    """
+    seconds: dict[str, list[float]] = {name: [] for name in actions}
     for run in range(repeats + 1):
-        truncate()
-        start = time.perf_counter()
-        action()
-        if run:  # run 0 warms the JIT, connections and caches
-            seconds.append(time.perf_counter() - start)
+        for name, action in actions.items():
+            truncate()
+            start = time.perf_counter()
+            action()
+            if run:  # round 0 warms the JIT, connections and caches
+                seconds[name].append(time.perf_counter() - start)
     return seconds
 
 
@@ -178,13 +186,13 @@ def run_bench(records: int, repeats: int, master: str) -> dict[str, Any]:
                  .options(**options).mode("append").save())
 
             batch_ids = iter(range(10_000))
-            results = {
-                "pipeline": timed(lambda: job.process_batch(raw, next(batch_ids)), truncate, repeats),
-                "sink": timed(lambda: sink.write(decoded), truncate, repeats),
-                "ceiling": timed(lambda: connector_write({}), truncate, repeats),
+            results = interleaved({
+                "pipeline": lambda: job.process_batch(raw, next(batch_ids)),
+                "sink": lambda: sink.write(decoded),
+                "ceiling": lambda: connector_write({}),
                 # The connector with the job's own write tuning (concurrent writes): its best here.
-                "ceiling_tuned": timed(lambda: connector_write(sink.write_options()), truncate, repeats),
-            }
+                "ceiling_tuned": lambda: connector_write(sink.write_options()),
+            }, truncate, repeats)
             with cassandra_schema.connect(s) as session:
                 landed = session.execute(f"SELECT count(*) FROM {s.cassandra_keyspace}.{s.cassandra_table}").one()[0]
             assert landed == records, f"{landed} rows landed, expected {records}"

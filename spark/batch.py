@@ -27,7 +27,6 @@ from typing import Any
 
 from pyspark import InheritableThread, StorageLevel
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
 
 from core import dead_letter
 from core.settings import Settings
@@ -36,57 +35,10 @@ from spark.faults import CASSANDRA, KAFKA, REGISTRY, FaultRider
 from spark.progress import next_progress, read_progress, write_progress
 from spark.registry import SchemaBook, SchemaSnapshot
 from spark.sink import CassandraSink, DeadLetterSink
+from spark.summary import BatchSummary, Consumed, observe_counts, summarize, summarize_consumed
 from spark.write_split import Refused, write_or_split
 
 log = logging.getLogger("spark.stream_job")
-
-
-@dataclass(frozen=True)
-class BatchSummary:
-    """What one pass over the decoded batch learned: size, schema ids, good rows, distinct ids, offsets."""
-
-    records_in: int
-    schema_ids: list[int]
-    start_offsets: dict[str, dict[str, int]]  # first offset in the batch per partition
-    end_offsets: dict[str, dict[str, int]]  # next offset to read per partition (Kafka's committed-offset convention)
-    decoded: int = 0  # records without a reason: rows to write
-    dead: int = 0  # records with a reason: dead letters
-    distinct_ids: int = 0  # distinct ids among the decoded records (= `decoded` unless an id came twice)
-
-    @property
-    def unique_ids(self) -> bool:
-        """No id twice among the rows to write: the dedupe (a shuffle of every row) would change nothing."""
-        return self.distinct_ids == self.decoded
-
-
-def summarize(decoded: DataFrame) -> BatchSummary:
-    """One Spark job: per partition and schema id the counts and offsets, and the distinct ids of the good rows.
-
-    A rollup, so the whole batch's distinct count (the grand-total row) comes
-    out of the same job as the per-group rows (the finest grouping level);
-    the rows in between are ignored. The good rows' ids equal their Kafka
-    keys (decode dead-letters any other), so the key is counted.
-    """
-    good = F.col("reason").isNull()
-    rows = decoded.rollup("topic", "partition", "schema_id").agg(
-        F.grouping_id().alias("level"),
-        F.count(F.lit(1)).alias("records"), F.count(F.when(good, 1)).alias("good"),
-        F.min("offset").alias("first_offset"), F.max("offset").alias("last_offset"),
-        F.countDistinct(F.when(good, F.col("key"))).alias("distinct_ids"),
-    ).where("level = 0 or level = 7").collect()
-    groups = [row for row in rows if row.level == 0]
-    starts: dict[str, dict[str, int]] = {}
-    ends: dict[str, dict[str, int]] = {}
-    for row in groups:
-        part = str(row.partition)
-        first = starts.setdefault(row.topic, {})
-        first[part] = min(first.get(part, row.first_offset), row.first_offset)
-        end = ends.setdefault(row.topic, {})
-        end[part] = max(end.get(part, 0), row.last_offset + 1)
-    ids = sorted({row.schema_id for row in groups if row.schema_id is not None})
-    records, good_rows_in = sum(row.records for row in groups), sum(row.good for row in groups)
-    distinct = next((row.distinct_ids for row in rows if row.level == 7), 0)
-    return BatchSummary(records, ids, starts, ends, good_rows_in, records - good_rows_in, distinct)
 
 
 @dataclass
@@ -115,76 +67,82 @@ class BatchProcessor:
         self.checked_reader_id: int | None = None  # the reader schema the table was last checked against
         self.failure: Failure | None = None
         self.last_batch_done = 0.0  # monotonic time the last batch finished, for the query restart bound
-        self.summary_of_failed_write: BatchSummary | None = None
+        self.consumed_of_failed_write: Consumed | None = None
 
     def process(self, batch: DataFrame, batch_id: int) -> None:
         """Decode one micro-batch, write rows and dead letters, record progress, commit offsets; raise to stop the query.
 
-        The batch is decoded with the schemas the book already has and cached;
-        the Cassandra write of its good rows and the summary (counts, offsets,
-        schema ids, distinct ids) run at the same time, two Spark jobs on the
-        one cache. Only when the summary says so is more done: an id the book
-        has not seen asks the registry and the batch is decoded and written
-        again; an id that came twice is written again, newest record winning.
+        Usually one Spark job reads, decodes and writes the batch's good rows,
+        counting good and dead records as it goes (observed metrics), while a
+        cheap second job beside it reads only the Kafka columns and headers:
+        offsets, schema ids, and whether a key came twice. Only when that
+        summary says so is more done, from a decoded and cached batch: an id
+        the book has not seen asks the registry and the batch is decoded and
+        written again; a key that came twice is written again, newest record
+        winning.
         """
         started = time.monotonic()
         framed = with_header(batch)
-        decoded, refused, summary = None, None, None
+        cached, refused, summary = None, None, None
         try:
             snapshot = self.book.known() if self.book.reader is not None else self._step(
                 REGISTRY, batch_id, "looking up the reader schema", lambda: self._schemas([]))
-            decoded = self._decode(framed, snapshot)
-            summary, refused = self._summarize_while_writing(batch_id, decoded)
-            if not self.book.covers(summary.schema_ids):
-                # Records with a new id were neither written nor dead-lettered above: decode the batch again.
-                snapshot = self._step(REGISTRY, batch_id, "looking up schemas", lambda: self._schemas(summary.schema_ids))
+            counts = observe_counts(self._decode(framed, snapshot), batch_id)
+            consumed, refused = self._summarize_while_writing(batch_id, framed, counts.frame)
+            if not self.book.covers(consumed.schema_ids) or consumed.keys_repeat:
+                # Records with a new id were neither written nor dead-lettered above; a key twice may
+                # have left either record in Cassandra: decode the batch again (asking the registry for
+                # new ids), count it exactly and write it again, the newest record per id winning.
                 refused = release(refused)
-                decoded.unpersist()
-                decoded = self._decode(framed, snapshot)
-                summary = self._step(KAFKA, batch_id, "decoding with the new schemas", lambda: summarize(decoded))
-                refused = self._write(batch_id, decoded, unique_ids=summary.unique_ids)
-            elif not summary.unique_ids:
-                # An id came twice: the first write may have kept either record; the newest by position must win.
-                refused = release(refused)
-                refused = self._write(batch_id, decoded, unique_ids=False)
+                if not self.book.covers(consumed.schema_ids):
+                    snapshot = self._step(REGISTRY, batch_id, "looking up schemas", lambda: self._schemas(consumed.schema_ids))
+                cached = self._decode(framed, snapshot).persist(StorageLevel.MEMORY_AND_DISK)
+                summary = self._step(KAFKA, batch_id, "decoding the batch again", lambda: summarize(cached))
+                refused = self._write(batch_id, cached, unique_ids=summary.unique_ids)
+                decoded = cached
+            else:
+                summary = consumed.summary(*counts.get())
+                decoded = counts.frame
             if summary.dead:
                 self._step(KAFKA, batch_id, "dead-lettering", lambda: self.dead_letters.write(dead_rows(decoded)))
             if refused is not None:
                 self._step(KAFKA, batch_id, "dead-lettering refused rows",
                            lambda: self.dead_letters.write(refused.rows, dead_letter.WRITE))
             late = refused.count if refused else 0
-            counts = {"decoded": summary.decoded, "rows_written": summary.distinct_ids - late,
-                      "dead_lettered": summary.dead + late, "dead_lettered_at_write": late}
-            self._record(batch_id, summary, counts, time.monotonic() - started)
+            counts_out = {"decoded": summary.decoded, "rows_written": summary.distinct_ids - late,
+                          "dead_lettered": summary.dead + late, "dead_lettered_at_write": late}
+            self._record(batch_id, summary, counts_out, time.monotonic() - started)
             self._step(KAFKA, batch_id, "committing offsets to the consumer group", lambda: self.commit(summary.end_offsets))
             self.last_batch_done = time.monotonic()
         except BaseException as exc:
-            summary = summary or self.summary_of_failed_write  # a failed write still knows where its batch starts
-            self.failure = Failure(exc, batch_id, summary.start_offsets if summary else {})
+            offsets = (summary or self.consumed_of_failed_write)  # a failed write still knows where its batch starts
+            self.failure = Failure(exc, batch_id, offsets.start_offsets if offsets else {})
             raise
         finally:
-            if decoded is not None:
-                decoded.unpersist()
+            if cached is not None:
+                cached.unpersist()
             if refused is not None:
                 refused.release()
 
-    def _summarize_while_writing(self, batch_id: int, decoded: DataFrame) -> tuple[BatchSummary, Refused | None]:
-        """The summary job in a second thread while this one writes every good row as it is (no dedupe).
+    def _summarize_while_writing(self, batch_id: int, framed: DataFrame,
+                                 decoded: DataFrame) -> tuple[Consumed, Refused | None]:
+        """The consumed-records summary in a second thread while this one decodes and writes every good row as it is.
 
-        Why at once: each is a small Spark job whose time is mostly fixed cost
+        Why at once: each is a Spark job whose time is partly fixed cost
         (scheduling, planning, the connector's table lookup), and the batch's
         freshness is the sum of them; side by side, the cores overlap them.
-        The cache is filled once: a partition one job is computing is waited
-        for by the other (Spark's block locks). Writing before the counts are
-        known is safe: rows are upserts, and process() rewrites the batch when
-        the summary finds a new schema id or an id twice.
+        The summary decodes nothing, so the batch is decoded once, inside the
+        write, and never cached. Writing before the summary is known is safe:
+        rows are upserts, and process() rewrites the batch when the summary
+        finds a new schema id or a key twice.
         """
         outcome: dict[str, Any] = {}
-        self.summary_of_failed_write = None
+        self.consumed_of_failed_write = None
 
         def summary_job() -> None:
             try:
-                outcome["summary"] = self._step(KAFKA, batch_id, "reading and decoding the batch", lambda: summarize(decoded))
+                outcome["consumed"] = self._step(KAFKA, batch_id, "reading the batch's offsets and headers",
+                                                 lambda: summarize_consumed(framed))
             except BaseException as exc:  # handed to the batch's thread below, which raises it
                 outcome["error"] = exc
 
@@ -195,13 +153,13 @@ class BatchProcessor:
             refused = self._write(batch_id, decoded, unique_ids=True)
         except BaseException:
             thread.join()
-            self.summary_of_failed_write = outcome.get("summary")
+            self.consumed_of_failed_write = outcome.get("consumed")
             raise
         thread.join()
         if "error" in outcome:
             release(refused)
             raise outcome["error"]
-        return outcome["summary"], refused
+        return outcome["consumed"], refused
 
     def _write(self, batch_id: int, decoded: DataFrame, unique_ids: bool) -> Refused | None:
         """Upsert the good rows (deduplicated unless `unique_ids`); the rows Cassandra refused, if any."""
@@ -209,8 +167,8 @@ class BatchProcessor:
             self.spark, self.sink, good_rows(decoded), decoded, unique_keys=unique_ids))
 
     def _decode(self, framed: DataFrame, snapshot: SchemaSnapshot) -> DataFrame:
-        """The batch decoded with `snapshot`, cached: the summary fills the cache, the writes read it."""
-        return decode(framed, snapshot, self.settings.schema_registry_url).persist(StorageLevel.MEMORY_AND_DISK)
+        """The batch decoded with `snapshot` (a plan: every action over it decodes again unless it is cached)."""
+        return decode(framed, snapshot, self.settings.schema_registry_url)
 
     def _step(self, service: str, batch_id: int, what: str, action: Callable[[], Any]) -> Any:
         return self.rider.call(service, action, f"batch {batch_id}: {what}")

@@ -1,0 +1,137 @@
+"""What a micro-batch holds: counts, schema ids, offsets, and whether an id came twice.
+
+Two ways to learn it, for the two paths of spark/batch.py:
+
+* the usual path: `summarize_consumed` reads only the Kafka columns and the
+  5-byte header (no decode, a cheap job beside the write), and `observe_counts`
+  counts good and dead records while the write itself decodes them (Spark's
+  observed metrics: no job of their own, no cache);
+* the rare path (a new schema id, or a key twice): `summarize` over the decoded
+  batch, exact to the good rows' distinct ids.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from pyspark.sql import DataFrame, Observation
+from pyspark.sql import functions as F
+
+# How long the observed counts may take to reach the driver after the write finished (Spark's listener bus).
+OBSERVED_COUNTS_TIMEOUT_SECONDS = 120.0
+
+
+@dataclass(frozen=True)
+class BatchSummary:
+    """What one pass over the batch learned: size, schema ids, good rows, distinct ids, offsets."""
+
+    records_in: int
+    schema_ids: list[int]
+    start_offsets: dict[str, dict[str, int]]  # first offset in the batch per partition
+    end_offsets: dict[str, dict[str, int]]  # next offset to read per partition (Kafka's committed-offset convention)
+    decoded: int = 0  # records without a reason: rows to write
+    dead: int = 0  # records with a reason: dead letters
+    distinct_ids: int = 0  # distinct ids among the decoded records (= `decoded` unless an id came twice)
+
+    @property
+    def unique_ids(self) -> bool:
+        """No id twice among the rows to write: the dedupe (a shuffle of every row) would change nothing."""
+        return self.distinct_ids == self.decoded
+
+
+@dataclass(frozen=True)
+class Consumed:
+    """The batch as consumed, before any decode: per-partition offsets, header schema ids, repeated keys."""
+
+    records_in: int
+    schema_ids: list[int]
+    start_offsets: dict[str, dict[str, int]]
+    end_offsets: dict[str, dict[str, int]]
+    keys_repeat: bool  # some Kafka key came twice: the rows may hold an id twice
+
+    def summary(self, good: int, dead: int) -> BatchSummary:
+        """The batch's summary once the write's decode counted good and dead records (no key twice: ids distinct)."""
+        return BatchSummary(self.records_in, self.schema_ids, self.start_offsets, self.end_offsets, good, dead, good)
+
+
+def summarize(decoded: DataFrame) -> BatchSummary:
+    """One Spark job over the decoded batch: per partition and schema id the counts and offsets, and the good rows' distinct ids.
+
+    A rollup, so the whole batch's distinct count (the grand-total row) comes
+    out of the same job as the per-group rows (the finest grouping level);
+    the rows in between are ignored. The good rows' ids equal their Kafka
+    keys (decode dead-letters any other), so the key is counted.
+    """
+    good = F.col("reason").isNull()
+    rows = _rollup(decoded, F.count(F.when(good, 1)).alias("good"), F.countDistinct(F.when(good, F.col("key"))).alias("distinct"))
+    groups = [row for row in rows if row.level == 0]
+    records, good_rows_in = sum(row.records for row in groups), sum(row.good for row in groups)
+    distinct = next((row.distinct for row in rows if row.level == 7), 0)
+    ids, starts, ends = _positions(groups)
+    return BatchSummary(records, ids, starts, ends, good_rows_in, records - good_rows_in, distinct)
+
+
+def summarize_consumed(framed: DataFrame) -> Consumed:
+    """One Spark job over the Kafka columns and header (spark.decode.with_header), no decode: cheap beside the write.
+
+    A key twice among keyed records means an id may come twice among the
+    rows; the converse holds too, since decode dead-letters a row whose id
+    is not its key.
+    """
+    rows = _rollup(framed, F.count("key").alias("keyed"), F.countDistinct("key").alias("distinct"))
+    groups = [row for row in rows if row.level == 0]
+    total = next((row for row in rows if row.level == 7), None)
+    ids, starts, ends = _positions(groups)
+    keys_repeat = total is not None and total.distinct != total.keyed
+    return Consumed(sum(row.records for row in groups), ids, starts, ends, keys_repeat)
+
+
+def _rollup(frame: DataFrame, *extra: Any) -> list[Any]:
+    """Rows per (topic, partition, schema id) (level 0) and the grand total (level 7): counts, offsets and `extra`."""
+    return frame.rollup("topic", "partition", "schema_id").agg(
+        F.grouping_id().alias("level"), F.count(F.lit(1)).alias("records"),
+        F.min("offset").alias("first_offset"), F.max("offset").alias("last_offset"), *extra,
+    ).where("level = 0 or level = 7").collect()
+
+
+def _positions(groups: list[Any]) -> tuple[list[int], dict[str, dict[str, int]], dict[str, dict[str, int]]]:
+    """Schema ids, first offsets and next offsets per topic and partition, from the rollup's finest rows."""
+    starts: dict[str, dict[str, int]] = {}
+    ends: dict[str, dict[str, int]] = {}
+    for row in groups:
+        part = str(row.partition)
+        first = starts.setdefault(row.topic, {})
+        first[part] = min(first.get(part, row.first_offset), row.first_offset)
+        end = ends.setdefault(row.topic, {})
+        end[part] = max(end.get(part, 0), row.last_offset + 1)
+    return sorted({row.schema_id for row in groups if row.schema_id is not None}), starts, ends
+
+
+class ObservedCounts:
+    """Good and dead records, counted by whichever action first runs over the observed batch (the write)."""
+
+    def __init__(self, decoded: DataFrame, name: str):
+        self.observation = Observation(name)
+        good = F.col("reason").isNull()
+        # Also an optimizer barrier: a filter on `reason` above it is not pushed into the decode's projection,
+        # which would decode every record once for the filter and again for the columns.
+        self.frame = decoded.observe(self.observation, F.count(F.when(good, 1)).alias("good"),
+                                     F.count(F.when(~good, 1)).alias("dead"))
+
+    def get(self, timeout: float = OBSERVED_COUNTS_TIMEOUT_SECONDS) -> tuple[int, int]:
+        """(good, dead) once an action over `frame` succeeded; bounded, since Spark's own wait has no timeout."""
+        outcome: dict[str, Any] = {}
+        waiter = threading.Thread(target=lambda: outcome.update(metrics=self.observation.get), daemon=True)
+        waiter.start()
+        waiter.join(timeout)
+        if "metrics" not in outcome:
+            raise RuntimeError(f"the batch's observed counts did not arrive within {timeout:.0f} s of its write: "
+                               "Spark's listener bus is stalled or dropping events; restart the job")
+        return int(outcome["metrics"]["good"]), int(outcome["metrics"]["dead"])
+
+
+def observe_counts(decoded: DataFrame, batch_id: int) -> ObservedCounts:
+    """`decoded` with good and dead records counted by the action that first runs over it."""
+    return ObservedCounts(decoded, f"batch-{batch_id}-counts")
