@@ -30,7 +30,7 @@ from pyspark.sql import DataFrame, SparkSession
 
 from core import dead_letter
 from core.settings import Settings
-from spark.decode import dead_rows, decode, good_rows, with_header
+from spark.decode import Decoder, dead_rows, good_rows, with_header
 from spark.faults import CASSANDRA, KAFKA, REGISTRY, FaultRider
 from spark.progress import next_progress, read_progress, write_progress
 from spark.registry import SchemaBook, SchemaSnapshot
@@ -64,6 +64,7 @@ class BatchProcessor:
         self.progress_file = progress_file
         self.query_name = query_name
         self.commit = commit
+        self.decoder: Decoder | None = None  # the last snapshot's decode columns, kept while it stays the same
         self.checked_reader_id: int | None = None  # the reader schema the table was last checked against
         self.failure: Failure | None = None
         self.last_batch_done = 0.0  # monotonic time the last batch finished, for the query restart bound
@@ -146,11 +147,12 @@ class BatchProcessor:
             except BaseException as exc:  # handed to the batch's thread below, which raises it
                 outcome["error"] = exc
 
+        rows = good_rows(decoded)  # planned first: the two threads' calls into the JVM would take turns
         thread = InheritableThread(target=summary_job, name=f"batch-{batch_id}-summary")  # keeps Spark's local properties
         thread.start()
         refused = None
         try:
-            refused = self._write(batch_id, decoded, unique_ids=True)
+            refused = self._write(batch_id, decoded, unique_ids=True, rows=rows)
         except BaseException:
             thread.join()
             self.consumed_of_failed_write = outcome.get("consumed")
@@ -161,14 +163,17 @@ class BatchProcessor:
             raise outcome["error"]
         return outcome["consumed"], refused
 
-    def _write(self, batch_id: int, decoded: DataFrame, unique_ids: bool) -> Refused | None:
-        """Upsert the good rows (deduplicated unless `unique_ids`); the rows Cassandra refused, if any."""
+    def _write(self, batch_id: int, decoded: DataFrame, unique_ids: bool, rows: DataFrame | None = None) -> Refused | None:
+        """Upsert the good rows (`rows`, or decoded's; deduplicated unless `unique_ids`); the rows Cassandra refused, if any."""
+        rows = good_rows(decoded) if rows is None else rows
         return self._step(CASSANDRA, batch_id, "writing rows", lambda: write_or_split(
-            self.spark, self.sink, good_rows(decoded), decoded, unique_keys=unique_ids))
+            self.spark, self.sink, rows, decoded, unique_keys=unique_ids))
 
     def _decode(self, framed: DataFrame, snapshot: SchemaSnapshot) -> DataFrame:
         """The batch decoded with `snapshot` (a plan: every action over it decodes again unless it is cached)."""
-        return decode(framed, snapshot, self.settings.schema_registry_url)
+        if self.decoder is None or self.decoder.snapshot != snapshot:
+            self.decoder = Decoder(snapshot, self.settings.schema_registry_url)
+        return self.decoder.decode(framed)
 
     def _step(self, service: str, batch_id: int, what: str, action: Callable[[], Any]) -> Any:
         return self.rider.call(service, action, f"batch {batch_id}: {what}")

@@ -75,7 +75,13 @@ def from_avro_options(reader_schema: str | None = None) -> dict[str, str]:
 
 
 def with_header(df: DataFrame) -> DataFrame:
-    """Add `schema_id` (null unless the header is valid) and `header_error` (why the header is unusable)."""
+    """Add `header_error` (why the header is unusable) and `schema_id` (null unless the header is valid)."""
+    header_error, schema_id = _header_columns()
+    return df.select("*", header_error.alias("header_error"), schema_id.alias("schema_id"))
+
+
+def _header_columns() -> tuple[Column, Column]:
+    """The header's two columns; one select instead of two withColumn (each is a round of JVM analysis per batch)."""
     value = F.col("value")
     size = F.length(value)
     magic_hex = F.lower(F.hex(F.substring(value, 1, 1)))
@@ -87,9 +93,7 @@ def with_header(df: DataFrame) -> DataFrame:
         .when(magic_hex != "00", F.concat(F.lit("wrong magic byte 0x"), magic_hex, F.lit(": not Confluent wire format")))
         .when(raw_id > MAX_SCHEMA_ID, F.format_string("invalid schema id %d: above the int32 range", raw_id))
     )
-    return df.withColumn("header_error", header_error).withColumn(
-        "schema_id", F.when(F.col("header_error").isNull(), raw_id.cast("int"))
-    )
+    return header_error, F.when(header_error.isNull(), raw_id.cast("int"))
 
 
 def required_fields(schema_json: str) -> list[str]:
@@ -166,56 +170,81 @@ def require_corrected_rebase(spark: Any) -> None:
 def decode(framed: DataFrame, snapshot: SchemaSnapshot, registry_url: str = "the registry") -> DataFrame:
     """Decode every header-valid record with its own writer schema into the reader schema; set `reason` for the rest.
 
-    `framed` comes from `with_header`. One pass: the per-id decodes are
-    branches of one CASE expression (the same result as filtering per id and
-    unioning, without scanning the batch once per id).
+    `framed` comes from `with_header`. A stream decodes batch after batch with
+    one snapshot: it keeps a `Decoder` instead, which builds the columns once.
     """
-    require_corrected_rebase(framed.sparkSession)
-    reader = snapshot.reader
-    writers = {**snapshot.writers, reader.id: reader.schema}
-    payload = _payload()
+    return Decoder(snapshot, registry_url).decode(framed)
 
-    # Step 1: decode into the reader shape.
-    decoded = _by_schema_id({sid: from_avro(payload, schema, from_avro_options(reader.schema)) for sid, schema in writers.items()})
-    stage = framed.withColumn("user", decoded)
 
-    # Step 2: is a byte left after the record? (Null when not, or when the record itself does not decode.)
-    trailing = {sid: from_avro(payload, with_trailing_byte(schema), from_avro_options(trailing_byte_reader(schema)))
-                for sid, schema in writers.items()}
-    stage = stage.withColumn("_trailing", _by_schema_id(trailing)[TRAILING_FIELD])
+class Decoder:
+    """The decode's columns for one schema snapshot, built once and applied to every batch decoded with it.
 
-    # Step 3: the first failing check names the reason; null means the row is good.
-    sid = F.col("schema_id")
-    payload_size = F.length(F.col("value")) - HEADER_BYTES
-    reader_name = f"{reader.subject} version {reader.version} (id {reader.id})" if reader.subject else f"reader schema id {reader.id}"
-    reason = F.when(F.col("header_error").isNotNull(), F.col("header_error"))
-    unknown = {s: f"unknown schema id {s}: not in {registry_url}" for s in snapshot.unknown}
-    incompatible = {s: f"schema id {s} cannot be read as {reader_name}: {why}" for s, why in snapshot.incompatible.items()}
-    for reasons in (unknown, incompatible):
-        if reasons:
-            reason = reason.when(sid.isin(list(reasons)), _id_reasons(reasons))
-    reason = reason.when(
-        F.col("user").isNull() | decode_failed(F.col("user"), reader.schema),
-        F.format_string("corrupt or truncated Avro for schema id %d", sid),
-    ).when(
-        F.col("_trailing").isNotNull(),
-        F.format_string(
-            "Avro for schema id %d ends before the %d-byte payload does: trailing bytes, probably written with another schema",
-            sid, payload_size,
-        ),
-    )
-    for name, nullable in uuid_fields(reader.schema):
-        bad = ~F.col(f"user.{name}").rlike(UUID_PATTERN)
-        reason = reason.when(bad if not nullable else (F.col(f"user.{name}").isNotNull() & bad),
-                             F.concat(F.lit(f"field {name} is not a UUID: "), F.col(f"user.{name}")))
-    if any(f["name"] == "id" for f in reader.fields):
-        # The producer keys every record by its user id so that Kafka keeps one user's records in one
-        # partition, in order; a record under another key can overtake that user's newer records, and
-        # the upsert would then keep stale data. A producer bug, so the record is set aside, not written.
-        key = F.col("key").cast("string")
-        reason = reason.when(key != F.col("user.id"),
-                             F.concat(F.lit("Kafka key "), key, F.lit(" is not the record's id "), F.col("user.id")))
-    return stage.withColumn("reason", reason).drop("_trailing")
+    Why kept: building them is some hundred py4j calls (the schemas' JSON
+    crosses to the JVM in every from_avro), a few hundred milliseconds of
+    each micro-batch's fixed cost when rebuilt per batch.
+    """
+
+    def __init__(self, snapshot: SchemaSnapshot, registry_url: str = "the registry"):
+        self.snapshot = snapshot
+        self.registry_url = registry_url
+        self._columns: tuple[Column, Column, Column] | None = None  # built at first use, in a live Spark session
+
+    def decode(self, framed: DataFrame) -> DataFrame:
+        """`framed` plus `user` and `reason`; one pass (the per-id decodes are branches of one CASE expression)."""
+        require_corrected_rebase(framed.sparkSession)
+        if self._columns is None:
+            self._columns = self._build()
+        user, trailing, reason = self._columns
+        stage = framed.select("*", user.alias("user"), trailing.alias("_trailing"))
+        return stage.select(*[F.col(name) for name in framed.columns], "user", reason.alias("reason"))
+
+    def _build(self) -> tuple[Column, Column, Column]:
+        """The `user` struct, the trailing-byte probe, and the `reason` over both."""
+        snapshot = self.snapshot
+        reader = snapshot.reader
+        writers = {**snapshot.writers, reader.id: reader.schema}
+        payload = _payload()
+
+        # Step 1: decode into the reader shape.
+        user = _by_schema_id({sid: from_avro(payload, schema, from_avro_options(reader.schema)) for sid, schema in writers.items()})
+
+        # Step 2: is a byte left after the record? (Null when not, or when the record itself does not decode.)
+        trailing = {sid: from_avro(payload, with_trailing_byte(schema), from_avro_options(trailing_byte_reader(schema)))
+                    for sid, schema in writers.items()}
+        trailing = _by_schema_id(trailing)[TRAILING_FIELD]
+
+        # Step 3: the first failing check names the reason; null means the row is good.
+        sid = F.col("schema_id")
+        payload_size = F.length(F.col("value")) - HEADER_BYTES
+        reader_name = f"{reader.subject} version {reader.version} (id {reader.id})" if reader.subject else f"reader schema id {reader.id}"
+        reason = F.when(F.col("header_error").isNotNull(), F.col("header_error"))
+        unknown = {s: f"unknown schema id {s}: not in {self.registry_url}" for s in snapshot.unknown}
+        incompatible = {s: f"schema id {s} cannot be read as {reader_name}: {why}" for s, why in snapshot.incompatible.items()}
+        for reasons in (unknown, incompatible):
+            if reasons:
+                reason = reason.when(sid.isin(list(reasons)), _id_reasons(reasons))
+        reason = reason.when(
+            F.col("user").isNull() | decode_failed(F.col("user"), reader.schema),
+            F.format_string("corrupt or truncated Avro for schema id %d", sid),
+        ).when(
+            F.col("_trailing").isNotNull(),
+            F.format_string(
+                "Avro for schema id %d ends before the %d-byte payload does: trailing bytes, probably written with another schema",
+                sid, payload_size,
+            ),
+        )
+        for name, nullable in uuid_fields(reader.schema):
+            bad = ~F.col(f"user.{name}").rlike(UUID_PATTERN)
+            reason = reason.when(bad if not nullable else (F.col(f"user.{name}").isNotNull() & bad),
+                                 F.concat(F.lit(f"field {name} is not a UUID: "), F.col(f"user.{name}")))
+        if any(f["name"] == "id" for f in reader.fields):
+            # The producer keys every record by its user id so that Kafka keeps one user's records in one
+            # partition, in order; a record under another key can overtake that user's newer records, and
+            # the upsert would then keep stale data. A producer bug, so the record is set aside, not written.
+            key = F.col("key").cast("string")
+            reason = reason.when(key != F.col("user.id"),
+                                 F.concat(F.lit("Kafka key "), key, F.lit(" is not the record's id "), F.col("user.id")))
+        return user, trailing, reason
 
 
 def good_rows(decoded: DataFrame) -> DataFrame:
