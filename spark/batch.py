@@ -30,7 +30,7 @@ from pyspark.sql import DataFrame, SparkSession
 
 from core import dead_letter
 from core.settings import Settings
-from spark.decode import Decoder, dead_rows, good_rows, with_header
+from spark.decode import Decoder, dead_rows, good_rows
 from spark.faults import CASSANDRA, KAFKA, REGISTRY, FaultRider
 from spark.progress import next_progress, read_progress, write_progress
 from spark.registry import SchemaBook, SchemaSnapshot
@@ -83,11 +83,11 @@ class BatchProcessor:
         winning.
         """
         started = time.monotonic()
-        framed = with_header(batch)
         cached, refused, summary = None, None, None
         try:
             snapshot = self.book.known() if self.book.reader is not None else self._step(
                 REGISTRY, batch_id, "looking up the reader schema", lambda: self._schemas([]))
+            framed = self._decoder(snapshot).with_header(batch)
             counts = observe_counts(self._decode(framed, snapshot), batch_id)
             consumed, refused = self._summarize_while_writing(batch_id, framed, counts.frame)
             if not self.book.covers(consumed.schema_ids) or consumed.keys_repeat:
@@ -102,8 +102,12 @@ class BatchProcessor:
                 refused = self._write(batch_id, cached, unique_ids=summary.unique_ids)
                 decoded = cached
             else:
-                summary = consumed.summary(*counts.get())
                 decoded = counts.frame
+                good, dead = counts.get()
+                if good + dead == consumed.records_in:
+                    summary = consumed.summary(good, dead)
+                else:  # the counts are of a failed attempt's finished tasks (see ObservedCounts): count again
+                    summary = self._step(KAFKA, batch_id, "counting the batch again", lambda: summarize(decoded))
             if summary.dead:
                 self._step(KAFKA, batch_id, "dead-lettering", lambda: self.dead_letters.write(dead_rows(decoded)))
             if refused is not None:
@@ -147,7 +151,7 @@ class BatchProcessor:
             except BaseException as exc:  # handed to the batch's thread below, which raises it
                 outcome["error"] = exc
 
-        rows = good_rows(decoded)  # planned first: the two threads' calls into the JVM would take turns
+        rows = self.decoder.good_rows(decoded)  # planned first: the two threads' calls into the JVM would take turns
         thread = InheritableThread(target=summary_job, name=f"batch-{batch_id}-summary")  # keeps Spark's local properties
         thread.start()
         refused = None
@@ -171,9 +175,13 @@ class BatchProcessor:
 
     def _decode(self, framed: DataFrame, snapshot: SchemaSnapshot) -> DataFrame:
         """The batch decoded with `snapshot` (a plan: every action over it decodes again unless it is cached)."""
+        return self._decoder(snapshot).decode(framed)
+
+    def _decoder(self, snapshot: SchemaSnapshot) -> Decoder:
+        """The decoder of `snapshot`, kept from batch to batch while the snapshot stays the same."""
         if self.decoder is None or self.decoder.snapshot != snapshot:
             self.decoder = Decoder(snapshot, self.settings.schema_registry_url)
-        return self.decoder.decode(framed)
+        return self.decoder
 
     def _step(self, service: str, batch_id: int, what: str, action: Callable[[], Any]) -> Any:
         return self.rider.call(service, action, f"batch {batch_id}: {what}")

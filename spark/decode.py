@@ -137,6 +137,23 @@ def trailing_byte_reader(schema_json: str) -> str:
     return json.dumps({**schema, "fields": schema["fields"][-1:]})
 
 
+def without_docs(schema_json: str) -> str:
+    """The schema without its `doc` strings, which Avro's resolution ignores.
+
+    Why: each schema is carried by several expressions of every batch's plan,
+    which Spark serializes into each stage and prints into each query's
+    description; the user schema's docs are 60% of its text.
+    """
+    def strip(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {key: strip(value) for key, value in node.items() if key != "doc"}
+        if isinstance(node, list):
+            return [strip(value) for value in node]
+        return node
+
+    return json.dumps(strip(json.loads(schema_json)), separators=(",", ":"))
+
+
 def _payload() -> Column:
     """The Avro binary after the 5-byte header."""
     return F.expr(f"substring(value, {HEADER_BYTES + 1})")
@@ -187,7 +204,24 @@ class Decoder:
     def __init__(self, snapshot: SchemaSnapshot, registry_url: str = "the registry"):
         self.snapshot = snapshot
         self.registry_url = registry_url
-        self._columns: tuple[Column, Column, Column] | None = None  # built at first use, in a live Spark session
+        # Built at first use, in a live Spark session.
+        self._columns: tuple[Column, Column, Column] | None = None
+        self._header: tuple[Column, Column] | None = None
+        self._good: tuple[Column, list[Column]] | None = None
+
+    def with_header(self, df: DataFrame) -> DataFrame:
+        """`with_header`, with columns built once."""
+        if self._header is None:
+            self._header = _header_columns()
+        header_error, schema_id = self._header
+        return df.select("*", header_error.alias("header_error"), schema_id.alias("schema_id"))
+
+    def good_rows(self, decoded: DataFrame) -> DataFrame:
+        """`good_rows`, with columns built once."""
+        if self._good is None:
+            self._good = _good_row_columns()
+        good, columns = self._good
+        return decoded.where(good).select(*columns)
 
     def decode(self, framed: DataFrame) -> DataFrame:
         """`framed` plus `user` and `reason`; one pass (the per-id decodes are branches of one CASE expression)."""
@@ -202,11 +236,12 @@ class Decoder:
         """The `user` struct, the trailing-byte probe, and the `reason` over both."""
         snapshot = self.snapshot
         reader = snapshot.reader
-        writers = {**snapshot.writers, reader.id: reader.schema}
+        writers = {sid: without_docs(schema) for sid, schema in {**snapshot.writers, reader.id: reader.schema}.items()}
         payload = _payload()
 
         # Step 1: decode into the reader shape.
-        user = _by_schema_id({sid: from_avro(payload, schema, from_avro_options(reader.schema)) for sid, schema in writers.items()})
+        reader_options = from_avro_options(without_docs(reader.schema))
+        user = _by_schema_id({sid: from_avro(payload, schema, reader_options) for sid, schema in writers.items()})
 
         # Step 2: is a byte left after the record? (Null when not, or when the record itself does not decode.)
         trailing = {sid: from_avro(payload, with_trailing_byte(schema), from_avro_options(trailing_byte_reader(schema)))
@@ -249,14 +284,20 @@ class Decoder:
 
 def good_rows(decoded: DataFrame) -> DataFrame:
     """The rows to write: reader fields flattened, plus which schema and Kafka position each came from."""
-    return decoded.where(F.col("reason").isNull()).select(
-        "user.*",
+    good, columns = _good_row_columns()
+    return decoded.where(good).select(*columns)
+
+
+def _good_row_columns() -> tuple[Column, list[Column]]:
+    """The filter and the columns of `good_rows`."""
+    return F.col("reason").isNull(), [
+        F.col("user.*"),
         F.col("schema_id"),
         F.col("topic").alias("kafka_topic"),
         F.col("partition").alias("kafka_partition"),
         F.col("offset").alias("kafka_offset"),
         F.col("timestamp").alias("kafka_timestamp"),
-    )
+    ]
 
 
 def dead_rows(decoded: DataFrame) -> DataFrame:

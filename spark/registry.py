@@ -169,6 +169,7 @@ class SchemaBook:
             return False
         log.info("reader schema: subject %s version %s (id %s)", reader.subject, reader.version, reader.id)
         self.reader = reader
+        self.writers.setdefault(reader.id, reader.schema)  # the reader's own id is a writer the book knows too
         self.incompatible = {
             sid: why for sid, schema in self.writers.items() if (why := self.foreign.get(sid) or self._why_unreadable(schema))
         }

@@ -110,7 +110,13 @@ def _positions(groups: list[Any]) -> tuple[list[int], dict[str, dict[str, int]],
 
 
 class ObservedCounts:
-    """Good and dead records, counted by whichever action first runs over the observed batch (the write)."""
+    """Good and dead records, counted by whichever action first runs over the observed batch (the write).
+
+    Spark keeps the metrics of the first action that finishes, failed or
+    not (Observation.onFinish), and a failed one counted only its finished
+    tasks. So the counts are trusted only when they add up to the records
+    the batch holds (`Consumed.records_in`); else the batch is counted again.
+    """
 
     def __init__(self, decoded: DataFrame, name: str):
         self.observation = Observation(name)

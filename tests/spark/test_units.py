@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -189,3 +190,31 @@ def test_session_dates_are_proleptic_and_never_rebased():
     assert conf["spark.sql.avro.datetimeRebaseModeInWrite"] == conf["spark.sql.avro.datetimeRebaseModeInRead"] == "CORRECTED"
     assert conf["spark.sql.legacy.parquet.datetimeRebaseModeInWrite"] == "CORRECTED"
     assert conf["spark.sql.datetime.java8API.enabled"] == "true"
+
+
+def test_decode_schemas_lose_only_their_docs():
+    """The decode carries schemas without `doc` at any depth; everything Avro resolves by is kept."""
+    from spark.decode import without_docs
+
+    schema = {"type": "record", "name": "User", "namespace": "io.userstream", "doc": "who", "aliases": ["Person"],
+              "fields": [{"name": "id", "type": "string", "doc": "the key"},
+                         {"name": "kind", "doc": "an enum", "default": "A",
+                          "type": {"type": "enum", "name": "Kind", "symbols": ["A", "B"], "doc": "kinds", "default": "A"}},
+                         {"name": "tags", "type": ["null", {"type": "array", "items": "string"}], "default": None,
+                          "aliases": ["labels"]}]}
+    stripped = json.loads(without_docs(json.dumps(schema)))
+    assert "doc" not in json.dumps(stripped)
+    assert stripped["aliases"] == ["Person"] and stripped["namespace"] == "io.userstream"
+    assert stripped["fields"][1] == {"name": "kind", "default": "A",
+                                     "type": {"type": "enum", "name": "Kind", "symbols": ["A", "B"], "default": "A"}}
+    assert stripped["fields"][2] == schema["fields"][2]
+    real = (Path(__file__).parents[2] / "schemas" / "user.avsc").read_text()
+    assert len(without_docs(real)) < len(real) / 2
+
+
+def test_the_readers_own_id_is_covered_once_the_reader_is_loaded():
+    """A stream's first batch, all written with the reader schema, needs no second decode."""
+    client = FakeRegistry()
+    schemas = book(client)
+    schemas.update([])
+    assert schemas.covers([1]) and 1 in schemas.known().writers

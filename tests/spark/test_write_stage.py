@@ -59,7 +59,9 @@ def test_old_dates_refused_rows_and_duplicates_in_one_batch(spark, corner_factor
     too_big = make_user(100, run)
     too_big.update(street_name="s" * BIG_FIELD, city="c" * BIG_FIELD, state="t" * BIG_FIELD)
     first, second = make_user(200, run), make_user(200, run)  # one id, sent twice to partition 0
-    first["city"], second["city"] = "newer timestamp, earlier offset", "older timestamp, later offset"
+    # The later record's text sorts lower: written together without the dedupe, both cells would carry one
+    # timestamp and Cassandra would keep the greater value, the earlier record's.
+    first["city"], second["city"] = "newer timestamp, earlier offset", "later offset, older timestamp"
     now_ms = int(dt.datetime.now(UTC).timestamp() * 1000)
 
     sent = {}
@@ -102,3 +104,40 @@ def test_old_dates_refused_rows_and_duplicates_in_one_batch(spark, corner_factor
     assert sum(ends.values()) == 15
     assert corner.group_offsets() == ends, "the consumer group holds the batch's end offsets"
     assert read_job_state(job_state_path(options.checkpoint))["state"] == "running"
+
+
+def test_counts_stay_exact_when_the_first_write_fails_on_a_row(spark, corner_factory):
+    """No id twice, so the batch takes the usual path, whose counts Spark observes during the write.
+
+    The first write fails on the refused row after other tasks finished:
+    Spark keeps that failed action's partial counts, which must not become
+    the batch's (a dead record missed there would never be dead-lettered).
+    """
+    corner = corner_factory("write_counts")
+    run = corner.settings.users_topic
+    schema_id = corner.register(V1)
+    serializer = corner.serializer(V1)
+    producer = allow_big_records(corner)
+    users = [make_user(300 + i, run) for i in range(12)]
+    too_big = make_user(400, run)
+    too_big.update(street_name="s" * BIG_FIELD, city="c" * BIG_FIELD, state="t" * BIG_FIELD)
+    for user in users + [too_big]:
+        producer.produce(run, key=user["id"].encode(), value=corner.encode(serializer, user))
+    truncated = corner.encode(serializer, make_user(401, run))[:12]
+    producer.produce(run, key=b"truncated", value=truncated)
+    assert producer.flush(60) == 0
+
+    settings = corner.settings.model_copy(update={"dead_letter_max_value_bytes": TOPIC_MAX_BYTES})
+    options = JobOptions.from_settings(settings, trigger="available_now")
+    query = UserStreamJob(spark, settings, options).start()
+    query.awaitTermination(600)
+    assert not query.isActive, "the batch did not finish in 10 minutes"
+    assert query.exception() is None, query.exception()
+
+    assert_rows_match(corner.rows(), users)
+    letters = {m.key(): read_headers(m.headers()) for m in corner.dead_letters(expected=2)}
+    assert {key: headers["dead_letter.stage"] for key, headers in letters.items()} == {
+        too_big["id"].encode(): WRITE, b"truncated": "decode"}
+    assert letters[b"truncated"]["dead_letter.schema_id"] == str(schema_id)
+    progress = read_progress(progress_path(options.checkpoint))
+    assert progress["totals"] == {"records_in": 14, "rows_written": 12, "dead_lettered": 2, "batches": 1}, progress
