@@ -16,7 +16,10 @@ changed). From the event log, per batch:
   * every Spark job the batch ran: its call site in our code (e.g.
     `collect at spark/batch.py:57`), seconds, stages and tasks; the part of
     addBatch no job covers is driver-side Python (registry, progress file,
-    consumer-group commit, py4j).
+    consumer-group commit, py4j);
+  * the CPU seconds of the tasks (event log) and of the job's whole process
+    tree while the batch ran (sampled here with psutil): the difference is
+    the driver's own work.
 Reading the event log instead of wrapping the job's methods keeps the
 profile valid while spark/ changes.
 With --connector-sweep, one batch of records is also decoded in this process
@@ -35,10 +38,13 @@ import re
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 from bench.corner import BenchCorner
 from bench.job import StreamJob
@@ -88,6 +94,7 @@ def read_event_log(folder: Path) -> tuple[list[dict[str, Any]], list[dict[str, A
     """
     [path] = [p for p in folder.iterdir() if p.is_file()]
     progress, jobs, labels, executions = [], {}, {}, {}
+    stage_cpu: dict[int, float] = defaultdict(float)  # seconds of task CPU per stage
     with path.open(encoding="utf-8") as lines:
         for line in lines:
             event = json.loads(line)
@@ -106,12 +113,17 @@ def read_event_log(folder: Path) -> tuple[list[dict[str, Any]], list[dict[str, A
                     "execution": props.get("spark.sql.execution.id", ""),
                     "batch_id": int(batch.group(1)) if batch else None, "start": event["Submission Time"] / 1e3,
                     "stages": len(event["Stage Infos"]), "tasks": sum(st["Number of Tasks"] for st in event["Stage Infos"]),
+                    "stage_ids": event["Stage IDs"],
                 }
+            elif kind == "SparkListenerTaskEnd":
+                stage_cpu[event["Stage ID"]] += (event.get("Task Metrics") or {}).get("Executor CPU Time", 0) / 1e9
             elif kind == "SparkListenerJobEnd" and event["Job ID"] in jobs:
                 job = jobs[event["Job ID"]]
                 job["seconds"] = round(event["Completion Time"] / 1e3 - job["start"], 3)
             elif kind == PROGRESS_EVENT:
                 progress.append(event["progress"])
+    for job in jobs.values():
+        job["task_cpu_seconds"] = round(sum(stage_cpu[stage] for stage in job.pop("stage_ids")), 3)
     return progress, [job for job in jobs.values() if "seconds" in job], executions
 
 
@@ -129,8 +141,8 @@ def driver_gaps(mine: list[dict[str, Any]], executions: dict[str, dict[str, Any]
 
 
 def per_batch(progress: list[dict[str, Any]], jobs: list[dict[str, Any]],
-              executions: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """Each batch with data: its durationMs and the Spark jobs it ran."""
+              executions: dict[str, dict[str, Any]], cpu: CpuTrace | None = None) -> list[dict[str, Any]]:
+    """Each batch with data: its durationMs, the Spark jobs it ran, and the job's CPU seconds while it ran."""
     batches = []
     for record in progress:
         rows = sum(source.get("numInputRows", 0) for source in record.get("sources", []))
@@ -142,9 +154,55 @@ def per_batch(progress: list[dict[str, Any]], jobs: list[dict[str, Any]],
             "batch_id": record["batchId"], "rows": rows, "duration_ms": record["durationMs"],
             "spark_jobs": [{k: j[k] for k in ("name", "seconds", "stages", "tasks")} for j in mine],
             "driver_seconds_outside_jobs": round(add_batch - sum(j["seconds"] for j in mine), 3),
+            "task_cpu_seconds": round(sum(j["task_cpu_seconds"] for j in mine), 3),
+            "job_cpu_seconds": cpu.during(record) if cpu else None,
             "driver_gaps": driver_gaps(mine, executions),
         })
     return batches
+
+
+class CpuTrace(threading.Thread):
+    """The job's whole process tree (Python driver, JVM), its CPU seconds so far, sampled every 0.5 s.
+
+    Why: a batch's Spark tasks (their CPU is in the event log) are only part
+    of what the job burns per batch; planning, serializing stages, py4j and
+    Spark's listeners run in the driver, outside any task.
+    """
+
+    def __init__(self, tree: Any, interval: float = 0.5):
+        super().__init__(name="profile-cpu", daemon=True)
+        self.tree, self.interval = tree, interval
+        self.samples: list[tuple[float, float]] = []  # (epoch seconds, CPU seconds so far)
+        self.done = threading.Event()
+        self.seen: dict[int, float] = {}  # last CPU seconds per pid: a process that ended keeps its share
+
+    def run(self) -> None:
+        processes: list[psutil.Process] = []
+        while not self.done.wait(self.interval):
+            if len(self.samples) % 10 == 0:  # the tree is walked every 5 s only: the sampling must stay cheap
+                processes = self.tree()
+            for process in processes:
+                try:
+                    times = process.cpu_times()
+                except psutil.NoSuchProcess:
+                    continue
+                self.seen[process.pid] = times.user + times.system
+            self.samples.append((time.time(), sum(self.seen.values())))
+
+    def at(self, when: float) -> float:
+        """CPU seconds so far at `when`, interpolated between samples."""
+        for (t0, c0), (t1, c1) in zip(self.samples, self.samples[1:]):
+            if t0 <= when <= t1:
+                return c0 + (c1 - c0) * (when - t0) / (t1 - t0 or 1)
+        return self.samples[-1][1] if self.samples and when > self.samples[-1][0] else 0.0
+
+    def during(self, record: dict[str, Any]) -> float | None:
+        """CPU seconds the job used during one progress record's triggerExecution."""
+        start = dt.datetime.fromisoformat(record["timestamp"].replace("Z", "+00:00")).timestamp()
+        end = start + record["durationMs"].get("triggerExecution", 0) / 1e3
+        if not self.samples or start < self.samples[0][0] or end > self.samples[-1][0]:
+            return None
+        return round(self.at(end) - self.at(start), 3)
 
 
 def run_job(corner: BenchCorner, batch: int, events: Path, log_path: Path, timeout: float,
@@ -154,10 +212,16 @@ def run_job(corner: BenchCorner, batch: int, events: Path, log_path: Path, timeo
     conf = {**extra_conf, "spark.eventLog.enabled": "true", "spark.eventLog.dir": f"file://{events}"}
     args = ["--available-now", "--max-offsets-per-trigger", str(batch)]
     with StreamJob(corner.job_env(), log_path, args, conf) as job:
-        code = job.wait_exit(timeout)
+        cpu = CpuTrace(job.tree)
+        cpu.start()
+        try:
+            code = job.wait_exit(timeout)
+        finally:
+            cpu.done.set()
+            cpu.join()
         if code != 0:
             raise RuntimeError(f"the stream job exited with status {code}; log ({log_path}):\n{job.log_tail()}")
-    return per_batch(*read_event_log(events))
+    return per_batch(*read_event_log(events), cpu)
 
 
 def decode_variants(framed: Any, snapshot: Any, repeats: int) -> dict[str, float]:
@@ -289,6 +353,11 @@ def render(result: dict[str, Any]) -> str:
     lines.append(f"  Spark jobs per batch: {mean([len(b['spark_jobs']) for b in full]):.1f}; seconds per batch by call site:")
     for site, seconds in sorted(by_site.items(), key=lambda item: -sum(item[1])):
         lines.append(f"    {sum(seconds) / len(full):>7.2f} s  ({len(seconds) / len(full):.1f} jobs)  {site}")
+    cpu = [b["job_cpu_seconds"] for b in full if b.get("job_cpu_seconds") is not None]
+    if cpu:
+        tasks = mean([b["task_cpu_seconds"] for b in full])
+        lines.append(f"  CPU per batch, the job's process tree: {mean(cpu):.2f} s, of which Spark tasks {tasks:.2f} s "
+                     f"({tasks / mean(cpu):.0%}); the rest is driver work (planning, stage serialization, py4j, listeners)")
     lines.append(f"    {mean([b['driver_seconds_outside_jobs'] for b in full]):>7.2f} s  driver-side, outside any Spark job:")
     for gap in (full[0].get("driver_gaps") or {}):
         lines.append(f"    {mean([b['driver_gaps'].get(gap, 0) for b in full]):>15.2f} s  {gap}")
