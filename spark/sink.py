@@ -181,8 +181,10 @@ class CassandraSink:
 
     def save(self, rows: DataFrame) -> None:
         """Upsert these rows as they are (already one per id); `_` columns are left out."""
+        helpers = [name for name in rows.columns if name.startswith("_")]
         (
-            rows.select(*[name for name in rows.columns if not name.startswith("_")])
+            # drop, not a select of the rest: each name in a select is a py4j call that looks up a JVM class.
+            (rows.drop(*helpers) if helpers else rows)
             .write.format(CASSANDRA_FORMAT)
             .options(keyspace=self.keyspace, table=self.table)
             .options(**self.write_options())
