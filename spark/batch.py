@@ -30,12 +30,12 @@ from pyspark.sql import DataFrame, SparkSession
 
 from core import dead_letter
 from core.settings import Settings
-from spark.decode import Decoder, dead_rows, good_rows
+from spark.decode import Decoder, dead_rows
 from spark.faults import CASSANDRA, KAFKA, REGISTRY, FaultRider
 from spark.progress import next_progress, read_progress, write_progress
 from spark.registry import SchemaBook, SchemaSnapshot
 from spark.sink import CassandraSink, DeadLetterSink
-from spark.summary import BatchSummary, Consumed, observe_counts, summarize, summarize_consumed
+from spark.summary import BatchSummary, Consumed, ObservedCounts, summarize, summarize_consumed
 from spark.write_split import Refused, write_or_split
 
 log = logging.getLogger("spark.stream_job")
@@ -87,19 +87,22 @@ class BatchProcessor:
         try:
             snapshot = self.book.known() if self.book.reader is not None else self._step(
                 REGISTRY, batch_id, "looking up the reader schema", lambda: self._schemas([]))
-            framed = self._decoder(snapshot).with_header(batch)
-            counts = observe_counts(self._decode(framed, snapshot), batch_id)
+            decoder = self._decoder(snapshot)
+            framed = decoder.with_header(batch)
+            counts = ObservedCounts(decoder.decode(framed), batch_id)
             consumed, refused = self._summarize_while_writing(batch_id, framed, counts.frame)
-            if not self.book.covers(consumed.schema_ids) or consumed.keys_repeat:
+            new_ids = not self.book.covers(consumed.schema_ids)
+            if new_ids or consumed.keys_repeat:
                 # Records with a new id were neither written nor dead-lettered above; a key twice may
                 # have left either record in Cassandra: decode the batch again (asking the registry for
                 # new ids), count it exactly and write it again, the newest record per id winning.
                 refused = release(refused)
-                if not self.book.covers(consumed.schema_ids):
+                if new_ids:
                     snapshot = self._step(REGISTRY, batch_id, "looking up schemas", lambda: self._schemas(consumed.schema_ids))
-                cached = self._decode(framed, snapshot).persist(StorageLevel.MEMORY_AND_DISK)
+                    decoder = self._decoder(snapshot)
+                cached = decoder.decode(framed).persist(StorageLevel.MEMORY_AND_DISK)
                 summary = self._step(KAFKA, batch_id, "decoding the batch again", lambda: summarize(cached))
-                refused = self._write(batch_id, cached, unique_ids=summary.unique_ids)
+                refused = self._write(batch_id, decoder.good_rows(cached), cached, unique_ids=summary.unique_ids)
                 decoded = cached
             else:
                 decoded = counts.frame
@@ -120,7 +123,7 @@ class BatchProcessor:
             self._step(KAFKA, batch_id, "committing offsets to the consumer group", lambda: self.commit(summary.end_offsets))
             self.last_batch_done = time.monotonic()
         except BaseException as exc:
-            offsets = (summary or self.consumed_of_failed_write)  # a failed write still knows where its batch starts
+            offsets = summary or self.consumed_of_failed_write  # a failed write still knows where its batch starts
             self.failure = Failure(exc, batch_id, offsets.start_offsets if offsets else {})
             raise
         finally:
@@ -156,7 +159,7 @@ class BatchProcessor:
         thread.start()
         refused = None
         try:
-            refused = self._write(batch_id, decoded, unique_ids=True, rows=rows)
+            refused = self._write(batch_id, rows, decoded, unique_ids=True)
         except BaseException:
             thread.join()
             self.consumed_of_failed_write = outcome.get("consumed")
@@ -167,15 +170,10 @@ class BatchProcessor:
             raise outcome["error"]
         return outcome["consumed"], refused
 
-    def _write(self, batch_id: int, decoded: DataFrame, unique_ids: bool, rows: DataFrame | None = None) -> Refused | None:
-        """Upsert the good rows (`rows`, or decoded's; deduplicated unless `unique_ids`); the rows Cassandra refused, if any."""
-        rows = good_rows(decoded) if rows is None else rows
+    def _write(self, batch_id: int, rows: DataFrame, decoded: DataFrame, unique_ids: bool) -> Refused | None:
+        """Upsert `rows`, decoded's good rows (deduplicated unless `unique_ids`); the rows Cassandra refused, if any."""
         return self._step(CASSANDRA, batch_id, "writing rows", lambda: write_or_split(
             self.spark, self.sink, rows, decoded, unique_keys=unique_ids))
-
-    def _decode(self, framed: DataFrame, snapshot: SchemaSnapshot) -> DataFrame:
-        """The batch decoded with `snapshot` (a plan: every action over it decodes again unless it is cached)."""
-        return self._decoder(snapshot).decode(framed)
 
     def _decoder(self, snapshot: SchemaSnapshot) -> Decoder:
         """The decoder of `snapshot`, kept from batch to batch while the snapshot stays the same."""

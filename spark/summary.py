@@ -3,7 +3,7 @@
 Two ways to learn it, for the two paths of spark/batch.py:
 
 * the usual path: `summarize_consumed` reads only the Kafka columns and the
-  5-byte header (no decode, a cheap job beside the write), and `observe_counts`
+  5-byte header (no decode, a cheap job beside the write), and `ObservedCounts`
   counts good and dead records while the write itself decodes them (Spark's
   observed metrics: no job of their own, no cache);
 * the rare path (a new schema id, or a key twice): `summarize` over the decoded
@@ -118,8 +118,8 @@ class ObservedCounts:
     the batch holds (`Consumed.records_in`); else the batch is counted again.
     """
 
-    def __init__(self, decoded: DataFrame, name: str):
-        self.observation = Observation(name)
+    def __init__(self, decoded: DataFrame, batch_id: int):
+        self.observation = Observation(f"batch-{batch_id}-counts")
         good = F.col("reason").isNull()
         # Also an optimizer barrier: a filter on `reason` above it is not pushed into the decode's projection,
         # which would decode every record once for the filter and again for the columns.
@@ -136,8 +136,3 @@ class ObservedCounts:
             raise RuntimeError(f"the batch's observed counts did not arrive within {timeout:.0f} s of its write: "
                                "Spark's listener bus is stalled or dropping events; restart the job")
         return int(outcome["metrics"]["good"]), int(outcome["metrics"]["dead"])
-
-
-def observe_counts(decoded: DataFrame, batch_id: int) -> ObservedCounts:
-    """`decoded` with good and dead records counted by the action that first runs over it."""
-    return ObservedCounts(decoded, f"batch-{batch_id}-counts")
