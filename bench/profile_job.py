@@ -44,11 +44,10 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 from bench.corner import BenchCorner
 from bench.job import StreamJob
 from bench.load import Publisher, conf_pair
+from bench.monitor import CpuMeter
 from bench.users import fetch_pool, fresh_users
 from core import cassandra_schema
 from core.settings import REPO_ROOT, Settings, load_settings
@@ -174,20 +173,14 @@ class CpuTrace(threading.Thread):
         self.tree, self.interval = tree, interval
         self.samples: list[tuple[float, float]] = []  # (epoch seconds, CPU seconds so far)
         self.done = threading.Event()
-        self.seen: dict[int, float] = {}  # last CPU seconds per pid: a process that ended keeps its share
 
     def run(self) -> None:
-        processes: list[psutil.Process] = []
+        meter, pids, total = CpuMeter(), [], 0.0
         while not self.done.wait(self.interval):
             if len(self.samples) % 10 == 0:  # the tree is walked every 5 s only: the sampling must stay cheap
-                processes = self.tree()
-            for process in processes:
-                try:
-                    times = process.cpu_times()
-                except psutil.NoSuchProcess:
-                    continue
-                self.seen[process.pid] = times.user + times.system
-            self.samples.append((time.time(), sum(self.seen.values())))
+                pids = [process.pid for process in self.tree()]
+            total += meter.measure({"job": pids})["job"]["cpu_seconds"]
+            self.samples.append((time.time(), total))
 
     def at(self, when: float) -> float:
         """CPU seconds so far at `when`, interpolated between samples."""
