@@ -114,7 +114,9 @@ class Settings(BaseSettings):
     # Freshness: a record waits for the next trigger, then its batch (bench.load: p95 2.5 s at 1 s, 1000 users/s).
     spark_trigger_interval: str = "1 second"
     spark_starting_offsets: str = "earliest"
-    spark_max_offsets_per_trigger: int | None = None
+    # Records per micro-batch at most: a catch-up after downtime comes in batches of this size, each
+    # committed as it lands, and the write can check repeated keys on its own (spark/summary.py).
+    spark_max_offsets_per_trigger: int | None = Field(default=100_000, ge=1)
     # Comma-separated jar paths; empty means the jars `make setup` fetched, or with
     # spark_use_packages, Maven coordinates for `--packages` (stack/pom.xml's versions).
     spark_jars: str | None = None

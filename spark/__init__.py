@@ -8,6 +8,7 @@ One module per stage, each with one public entry point that tests call directly:
     sink         CassandraSink, DeadLetterSink                     upsert rows; poison records with headers
     write_split  write_or_split(spark, sink, rows, consumed)       rows Cassandra refuses, found by halving the write
     batch        BatchProcessor                                    one micro-batch: decode, write, progress, commit
+    summary      ObservedBatch, summarize                          what a batch held: counts, ids, offsets, keys twice
     faults       FaultRider, transient_service                     what is transient, retries, the job state file
     consumer_group GroupCommitter                                  each batch's end offsets into a consumer group
     progress     next_progress / write_progress                    <checkpoint>.progress.json for `make status`

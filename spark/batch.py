@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pyspark import InheritableThread, StorageLevel
+from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 
 from core import dead_letter
@@ -35,7 +35,7 @@ from spark.faults import CASSANDRA, KAFKA, REGISTRY, FaultRider
 from spark.progress import next_progress, read_progress, write_progress
 from spark.registry import SchemaBook, SchemaSnapshot
 from spark.sink import CassandraSink, DeadLetterSink
-from spark.summary import BatchSummary, Consumed, ObservedCounts, summarize, summarize_consumed
+from spark.summary import BatchSummary, ObservedBatch, ObservedColumns, summarize, summarize_consumed
 from spark.write_split import Refused, write_or_split
 
 log = logging.getLogger("spark.stream_job")
@@ -51,10 +51,15 @@ class Failure:
 
 
 class BatchProcessor:
-    """The foreachBatch function and what it needs; `failure` says why a batch stopped the query."""
+    """The foreachBatch function and what it needs; `failure` says why a batch stopped the query.
+
+    `capped_batches`: the source caps a batch's records (maxOffsetsPerTrigger),
+    so the write may also observe its keys' hashes (see ObservedColumns).
+    """
 
     def __init__(self, spark: SparkSession, settings: Settings, book: SchemaBook, rider: FaultRider,
-                 progress_file: Path, query_name: str, commit: Callable[[dict[str, dict[str, int]]], None]):
+                 progress_file: Path, query_name: str, commit: Callable[[dict[str, dict[str, int]]], None],
+                 capped_batches: bool = False):
         self.spark = spark
         self.settings = settings
         self.book = book
@@ -66,18 +71,19 @@ class BatchProcessor:
         self.commit = commit
         self.decoder: Decoder | None = None  # the last snapshot's decode columns, kept while it stays the same
         self.checked_reader_id: int | None = None  # the reader schema the table was last checked against
+        self.capped_batches = capped_batches
+        self.partitions: set[tuple[str, int]] = set()  # (topic, partition) seen in a batch: their offsets are observed
+        self.observed_columns: ObservedColumns | None = None
         self.failure: Failure | None = None
         self.last_batch_done = 0.0  # monotonic time the last batch finished, for the query restart bound
-        self.consumed_of_failed_write: Consumed | None = None
 
     def process(self, batch: DataFrame, batch_id: int) -> None:
         """Decode one micro-batch, write rows and dead letters, record progress, commit offsets; raise to stop the query.
 
         Usually one Spark job reads, decodes and writes the batch's good rows,
-        counting good and dead records as it goes (observed metrics), while a
-        cheap second job beside it reads only the Kafka columns and headers:
-        offsets, schema ids, and whether a key came twice. Only when that
-        summary says so is more done, from a decoded and cached batch: an id
+        and learns as it goes (observed metrics) what the batch held: good and
+        dead records, schema ids, offsets, and whether a key came twice. Only
+        when that says so is more done, from a decoded and cached batch: an id
         the book has not seen asks the registry and the batch is decoded and
         written again; a key that came twice is written again, newest record
         winning.
@@ -89,28 +95,24 @@ class BatchProcessor:
                 REGISTRY, batch_id, "looking up the reader schema", lambda: self._schemas([]))
             decoder = self._decoder(snapshot)
             framed = decoder.with_header(batch)
-            counts = ObservedCounts(decoder.decode(framed), batch_id)
-            consumed, refused = self._summarize_while_writing(batch_id, framed, counts.frame)
-            new_ids = not self.book.covers(consumed.schema_ids)
-            if new_ids or consumed.keys_repeat:
+            observed = ObservedBatch(decoder.decode(framed), batch_id, self._observed_columns())
+            decoded = observed.frame
+            refused, in_one_go = self._write(batch_id, decoder.good_rows(decoded), decoded, unique_ids=True)
+            summary, keys_repeat = self._summary_of_write(batch_id, observed, framed, in_one_go)
+            new_ids = not self.book.covers(summary.schema_ids)
+            if new_ids or keys_repeat:
                 # Records with a new id were neither written nor dead-lettered above; a key twice may
                 # have left either record in Cassandra: decode the batch again (asking the registry for
                 # new ids), count it exactly and write it again, the newest record per id winning.
                 refused = release(refused)
                 if new_ids:
-                    snapshot = self._step(REGISTRY, batch_id, "looking up schemas", lambda: self._schemas(consumed.schema_ids))
+                    ids = summary.schema_ids
+                    snapshot = self._step(REGISTRY, batch_id, "looking up schemas", lambda: self._schemas(ids))
                     decoder = self._decoder(snapshot)
                 cached = decoder.decode(framed).persist(StorageLevel.MEMORY_AND_DISK)
                 summary = self._step(KAFKA, batch_id, "decoding the batch again", lambda: summarize(cached))
-                refused = self._write(batch_id, decoder.good_rows(cached), cached, unique_ids=summary.unique_ids)
+                refused, _ = self._write(batch_id, decoder.good_rows(cached), cached, unique_ids=summary.unique_ids)
                 decoded = cached
-            else:
-                decoded = counts.frame
-                good, dead = counts.get()
-                if good + dead == consumed.records_in:
-                    summary = consumed.summary(good, dead)
-                else:  # the counts are of a failed attempt's finished tasks (see ObservedCounts): count again
-                    summary = self._step(KAFKA, batch_id, "counting the batch again", lambda: summarize(decoded))
             if summary.dead:
                 self._step(KAFKA, batch_id, "dead-lettering", lambda: self.dead_letters.write(dead_rows(decoded)))
             if refused is not None:
@@ -123,8 +125,7 @@ class BatchProcessor:
             self._step(KAFKA, batch_id, "committing offsets to the consumer group", lambda: self.commit(summary.end_offsets))
             self.last_batch_done = time.monotonic()
         except BaseException as exc:
-            offsets = summary or self.consumed_of_failed_write  # a failed write still knows where its batch starts
-            self.failure = Failure(exc, batch_id, offsets.start_offsets if offsets else {})
+            self.failure = Failure(exc, batch_id, summary.start_offsets if summary else self._resume_offsets())
             raise
         finally:
             if cached is not None:
@@ -132,48 +133,42 @@ class BatchProcessor:
             if refused is not None:
                 refused.release()
 
-    def _summarize_while_writing(self, batch_id: int, framed: DataFrame,
-                                 decoded: DataFrame) -> tuple[Consumed, Refused | None]:
-        """The consumed-records summary in a second thread while this one decodes and writes every good row as it is.
+    def _summary_of_write(self, batch_id: int, observed: ObservedBatch, framed: DataFrame,
+                          in_one_go: bool) -> tuple[BatchSummary, bool]:
+        """What the write learned of the batch, and whether a key came twice (then the distinct ids are not known yet).
 
-        Why at once: each is a Spark job whose time is partly fixed cost
-        (scheduling, planning, the connector's table lookup), and the batch's
-        freshness is the sum of them; side by side, the cores overlap them.
-        The summary decodes nothing, so the batch is decoded once, inside the
-        write, and never cached. Writing before the summary is known is safe:
-        rows are upserts, and process() rewrites the batch when the summary
-        finds a new schema id or a key twice.
+        A write that needed a retry or a split leaves partial observed counts
+        (see ObservedBatch): the batch is then counted again, decoding it once
+        more. Records of a partition the observed columns did not list (the
+        first batch, partitions added) or an uncapped batch take a job over
+        the Kafka columns and headers for their offsets and keys.
         """
-        outcome: dict[str, Any] = {}
-        self.consumed_of_failed_write = None
+        if not in_one_go:
+            summary = self._step(KAFKA, batch_id, "counting the batch again", lambda: summarize(observed.frame))
+            return summary, not summary.unique_ids
+        consumed, good, dead = observed.get()
+        if consumed is None:
+            consumed = self._step(KAFKA, batch_id, "reading the batch's offsets and headers", lambda: summarize_consumed(framed))
+        self.partitions |= {(topic, int(part)) for topic, parts in consumed.end_offsets.items() for part in parts}
+        return consumed.summary(good, dead), consumed.keys_repeat
 
-        def summary_job() -> None:
-            try:
-                outcome["consumed"] = self._step(KAFKA, batch_id, "reading the batch's offsets and headers",
-                                                 lambda: summarize_consumed(framed))
-            except BaseException as exc:  # handed to the batch's thread below, which raises it
-                outcome["error"] = exc
+    def _observed_columns(self) -> ObservedColumns:
+        """The observed metrics for the partitions seen so far, kept from batch to batch while they stay the same."""
+        if self.observed_columns is None or self.observed_columns.partitions != self.partitions:
+            self.observed_columns = ObservedColumns(frozenset(self.partitions), check_keys=self.capped_batches)
+        return self.observed_columns
 
-        rows = self.decoder.good_rows(decoded)  # planned first: the two threads' calls into the JVM would take turns
-        thread = InheritableThread(target=summary_job, name=f"batch-{batch_id}-summary")  # keeps Spark's local properties
-        thread.start()
-        refused = None
-        try:
-            refused = self._write(batch_id, rows, decoded, unique_ids=True)
-        except BaseException:
-            thread.join()
-            self.consumed_of_failed_write = outcome.get("consumed")
-            raise
-        thread.join()
-        if "error" in outcome:
-            release(refused)
-            raise outcome["error"]
-        return outcome["consumed"], refused
-
-    def _write(self, batch_id: int, rows: DataFrame, decoded: DataFrame, unique_ids: bool) -> Refused | None:
-        """Upsert `rows`, decoded's good rows (deduplicated unless `unique_ids`); the rows Cassandra refused, if any."""
-        return self._step(CASSANDRA, batch_id, "writing rows", lambda: write_or_split(
+    def _write(self, batch_id: int, rows: DataFrame, decoded: DataFrame, unique_ids: bool) -> tuple[Refused | None, bool]:
+        """Upsert `rows`, decoded's good rows (deduplicated unless `unique_ids`): the rows Cassandra refused, if any,
+        and whether the write went in at its first attempt (one connector write: no retry, no split)."""
+        saves = self.sink.saves
+        refused = self._step(CASSANDRA, batch_id, "writing rows", lambda: write_or_split(
             self.spark, self.sink, rows, decoded, unique_keys=unique_ids))
+        return refused, self.sink.saves == saves + 1
+
+    def _resume_offsets(self) -> dict[str, dict[str, int]]:
+        """Where a batch that failed before it was summarized starts: the last finished batch's end offsets."""
+        return (read_progress(self.progress_file) or {}).get("end_offsets") or {}
 
     def _decoder(self, snapshot: SchemaSnapshot) -> Decoder:
         """The decoder of `snapshot`, kept from batch to batch while the snapshot stays the same."""

@@ -111,6 +111,7 @@ class CassandraSink:
         self.keyspace = settings.cassandra_keyspace
         self.table = settings.cassandra_table
         self.session_generation = 0  # bumped by renew_session(): every connector call then uses a new driver session
+        self.saves = 0  # connector writes started: a batch tells from it whether its write went in at the first attempt
 
     def needed_columns(self, reader: RegisteredSchema) -> dict[str, str]:
         return {**columns_for_schema(json.loads(reader.schema)), **PROVENANCE_COLUMNS}
@@ -182,6 +183,7 @@ class CassandraSink:
     def save(self, rows: DataFrame) -> None:
         """Upsert these rows as they are (already one per id); `_` columns are left out."""
         helpers = [name for name in rows.columns if name.startswith("_")]
+        self.saves += 1
         (
             # drop, not a select of the rest: each name in a select is a py4j call that looks up a JVM class.
             (rows.drop(*helpers) if helpers else rows)

@@ -138,7 +138,8 @@ class UserStreamJob:
         self.state = StateReporter(job_state_path(options.checkpoint))
         self.rider = FaultRider(settings.stream_fault_retry_seconds, on_wait=self.state.waiting, on_recover=self.state.running)
         self.processor = BatchProcessor(spark, settings, self.book, self.rider, progress_path(options.checkpoint),
-                                        options.query_name, GroupCommitter(settings).commit)
+                                        options.query_name, GroupCommitter(settings).commit,
+                                        capped_batches=options.max_offsets_per_trigger is not None and options.trigger != "once")
         self.sink = self.processor.sink
         self.rider.reset[CASSANDRA] = self.sink.renew_session  # a session an outage broke is never used again
         self.query: StreamingQuery | None = None

@@ -2,10 +2,11 @@
 
 Two ways to learn it, for the two paths of spark/batch.py:
 
-* the usual path: `summarize_consumed` reads only the Kafka columns and the
-  5-byte header (no decode, a cheap job beside the write), and `ObservedCounts`
-  counts good and dead records while the write itself decodes them (Spark's
-  observed metrics: no job of their own, no cache);
+* the usual path: `ObservedBatch` learns it while the write itself decodes
+  the batch (Spark's observed metrics: no job of its own, no cache); a batch
+  with records of a partition not seen before, or of uncapped size, gets its
+  offsets and repeated keys from `summarize_consumed` afterwards, a job over
+  the Kafka columns and the 5-byte header only;
 * the rare path (a new schema id, or a key twice): `summarize` over the decoded
   batch, exact to the good rows' distinct ids.
 """
@@ -74,7 +75,7 @@ def summarize(decoded: DataFrame) -> BatchSummary:
 
 
 def summarize_consumed(framed: DataFrame) -> Consumed:
-    """One Spark job over the Kafka columns and header (spark.decode.with_header), no decode: cheap beside the write.
+    """One Spark job over the Kafka columns and header (spark.decode.with_header), no decode.
 
     A key twice among keyed records means an id may come twice among the
     rows; the converse holds too, since decode dead-letters a row whose id
@@ -109,25 +110,74 @@ def _positions(groups: list[Any]) -> tuple[list[int], dict[str, dict[str, int]],
     return sorted({row.schema_id for row in groups if row.schema_id is not None}), starts, ends
 
 
-class ObservedCounts:
-    """Good and dead records, counted by whichever action first runs over the observed batch (the write).
+class ObservedColumns:
+    """The observed metrics of a batch, built once per set of partitions listed (each name is a py4j call per batch).
 
-    Spark keeps the metrics of the first action that finishes, failed or
-    not (Observation.onFinish), and a failed one counted only its finished
-    tasks. So the counts are trusted only when they add up to the records
-    the batch holds (`Consumed.records_in`); else the batch is counted again.
+    Offsets need a group per topic and partition, which observed metrics do
+    not have, so each listed partition gets its own min and max; records of a
+    partition not listed are counted, and their batch is summarized by
+    `summarize_consumed` instead. Whether a key came twice is the size of the
+    set of the keys' 64-bit hashes against the count of keys: a set as large
+    as the count means no key twice, exactly; a hash collision only sends a
+    batch down the exact path. The set holds one hash per record, so it is
+    observed only when `check_keys` (batches capped in size): an uncapped
+    batch can be millions of records.
     """
 
-    def __init__(self, decoded: DataFrame, batch_id: int):
-        self.observation = Observation(f"batch-{batch_id}-counts")
-        good = F.col("reason").isNull()
+    def __init__(self, partitions: frozenset[tuple[str, int]], check_keys: bool):
+        self.partitions = partitions
+        self.check_keys = check_keys
+        good, key = F.col("reason").isNull(), F.col("key")
+        listed = F.lit(False)
+        columns = [F.count(F.lit(1)).alias("records"), F.count(F.when(good, 1)).alias("good"),
+                   F.concat_ws(",", F.collect_set(F.col("schema_id").cast("string"))).alias("schema_ids"), F.count(key).alias("keyed")]
+        for index, (topic, partition) in enumerate(sorted(partitions)):
+            here = (F.col("topic") == topic) & (F.col("partition") == partition)
+            listed = listed | here
+            columns += [F.min(F.when(here, F.col("offset"))).alias(f"first_{index}"),
+                        F.max(F.when(here, F.col("offset"))).alias(f"last_{index}")]
+        columns.append(F.count(F.when(~listed, 1)).alias("unlisted"))
+        if check_keys:
+            columns.append(F.size(F.collect_set(F.when(key.isNotNull(), F.xxhash64(key)))).alias("distinct_keys"))
+        self.columns = columns
+
+
+class ObservedBatch:
+    """What the batch's write learns of it as it goes: counts, schema ids, offsets, repeated keys (Spark's observed metrics).
+
+    Spark keeps the metrics of the first action over `frame` that finishes,
+    failed or not (Observation.onFinish), and a failed one counted only its
+    finished tasks. So `get` may be called only when that action, the
+    write's first attempt, succeeded.
+    """
+
+    def __init__(self, decoded: DataFrame, batch_id: int, columns: ObservedColumns):
+        self.observation = Observation(f"batch-{batch_id}")
+        self.partitions = sorted(columns.partitions)
+        self.check_keys = columns.check_keys
         # Also an optimizer barrier: a filter on `reason` above it is not pushed into the decode's projection,
         # which would decode every record once for the filter and again for the columns.
-        self.frame = decoded.observe(self.observation, F.count(F.when(good, 1)).alias("good"),
-                                     F.count(F.when(~good, 1)).alias("dead"))
+        self.frame = decoded.observe(self.observation, *columns.columns)
 
-    def get(self, timeout: float = OBSERVED_COUNTS_TIMEOUT_SECONDS) -> tuple[int, int]:
-        """(good, dead) once an action over `frame` succeeded; bounded, since Spark's own wait has no timeout."""
+    def get(self, timeout: float = OBSERVED_COUNTS_TIMEOUT_SECONDS) -> tuple[Consumed | None, int, int]:
+        """(what was consumed, good, dead); what was consumed is None when a partition was not listed or keys were not checked."""
+        metrics = self._metrics(timeout)
+        records, good = int(metrics["records"]), int(metrics["good"])
+        if metrics["unlisted"] or not self.check_keys:
+            return None, good, records - good
+        starts: dict[str, dict[str, int]] = {}
+        ends: dict[str, dict[str, int]] = {}
+        for index, (topic, partition) in enumerate(self.partitions):
+            if metrics[f"first_{index}"] is not None:
+                starts.setdefault(topic, {})[str(partition)] = int(metrics[f"first_{index}"])
+                ends.setdefault(topic, {})[str(partition)] = int(metrics[f"last_{index}"]) + 1
+        # A list: Observation.get hands arrays over as py4j objects, strings as strings.
+        schema_ids = sorted(int(sid) for sid in metrics["schema_ids"].split(",") if sid)
+        keys_repeat = int(metrics["distinct_keys"]) != int(metrics["keyed"])
+        return Consumed(records, schema_ids, starts, ends, keys_repeat), good, records - good
+
+    def _metrics(self, timeout: float) -> dict[str, Any]:
+        """The observed row; bounded, since Spark's own wait has no timeout."""
         outcome: dict[str, Any] = {}
         waiter = threading.Thread(target=lambda: outcome.update(metrics=self.observation.get), daemon=True)
         waiter.start()
@@ -135,4 +185,4 @@ class ObservedCounts:
         if "metrics" not in outcome:
             raise RuntimeError(f"the batch's observed counts did not arrive within {timeout:.0f} s of its write: "
                                "Spark's listener bus is stalled or dropping events; restart the job")
-        return int(outcome["metrics"]["good"]), int(outcome["metrics"]["dead"])
+        return outcome["metrics"]
