@@ -241,7 +241,7 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=20_000, help="users to produce and write (default 20000)")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per measurement after one warm-up (default 3)")
-    parser.add_argument("--master", default="local[2]", help="Spark master (default local[2])")
+    parser.add_argument("--master", default=load_settings().spark_master, help="Spark master (default: the job's SPARK_MASTER)")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     if args.records < 1 or args.repeats < 1:
         parser.error("--records and --repeats must be >= 1")

@@ -130,7 +130,7 @@ class ObservedColumns:
         good, key = F.col("reason").isNull(), F.col("key")
         listed = F.lit(False)
         columns = [F.count(F.lit(1)).alias("records"), F.count(F.when(good, 1)).alias("good"),
-                   F.concat_ws(",", F.collect_set(F.col("schema_id").cast("string"))).alias("schema_ids"), F.count(key).alias("keyed")]
+                   F.concat_ws(",", F.collect_set("schema_id").cast("array<string>")).alias("schema_ids"), F.count(key).alias("keyed")]
         for index, (topic, partition) in enumerate(sorted(partitions)):
             here = (F.col("topic") == topic) & (F.col("partition") == partition)
             listed = listed | here
