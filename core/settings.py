@@ -110,8 +110,8 @@ class Settings(BaseSettings):
 
     # --- Spark -------------------------------------------------------------
     # One task slot per partition of the users topic (3): a batch's tasks mostly wait on Cassandra's acks, and
-    # with fewer slots than partitions the last task runs in a second wave (bench.load: 3000 users/s sustained
-    # with p95 freshness 1.6-3.0 s on 2 cores at local[3], 3,400 rows/s landed at 4000 offered at local[2] vs 3,660-3,920).
+    # with fewer slots than partitions the last task runs in a second wave (bench.load on 2 cores, local[3]:
+    # 3000 users/s sustained in 15 s steps, 4000 in 60 s steps; landed at 4000 offered 3,660-3,980 vs 3,400 at local[2]).
     spark_master: str = "local[3]"
     spark_checkpoint_dir: str = str(REPO_ROOT / ".stack" / "data" / "spark-checkpoints" / "users")
     # Freshness: a record waits for the next trigger, then its batch (bench.load: p95 2.5 s at 1 s, 1000 users/s).
