@@ -126,17 +126,18 @@ class ObservedColumns:
 
     def __init__(self, partitions: frozenset[tuple[str, int]], check_keys: bool):
         self.partitions = partitions
+        self.listed = sorted(partitions)  # the order of the first_<i>/last_<i> metrics
         self.check_keys = check_keys
         good, key = F.col("reason").isNull(), F.col("key")
-        listed = F.lit(False)
+        in_listed = F.lit(False)
         columns = [F.count(F.lit(1)).alias("records"), F.count(F.when(good, 1)).alias("good"),
                    F.concat_ws(",", F.collect_set("schema_id").cast("array<string>")).alias("schema_ids"), F.count(key).alias("keyed")]
-        for index, (topic, partition) in enumerate(sorted(partitions)):
+        for index, (topic, partition) in enumerate(self.listed):
             here = (F.col("topic") == topic) & (F.col("partition") == partition)
-            listed = listed | here
+            in_listed = in_listed | here
             columns += [F.min(F.when(here, F.col("offset"))).alias(f"first_{index}"),
                         F.max(F.when(here, F.col("offset"))).alias(f"last_{index}")]
-        columns.append(F.count(F.when(~listed, 1)).alias("unlisted"))
+        columns.append(F.count(F.when(~in_listed, 1)).alias("unlisted"))
         if check_keys:
             columns.append(F.size(F.collect_set(F.when(key.isNotNull(), F.xxhash64(key)))).alias("distinct_keys"))
         self.columns = columns
@@ -153,8 +154,7 @@ class ObservedBatch:
 
     def __init__(self, decoded: DataFrame, batch_id: int, columns: ObservedColumns):
         self.observation = Observation(f"batch-{batch_id}")
-        self.partitions = sorted(columns.partitions)
-        self.check_keys = columns.check_keys
+        self.columns = columns
         # Also an optimizer barrier: a filter on `reason` above it is not pushed into the decode's projection,
         # which would decode every record once for the filter and again for the columns.
         self.frame = decoded.observe(self.observation, *columns.columns)
@@ -163,11 +163,11 @@ class ObservedBatch:
         """(what was consumed, good, dead); what was consumed is None when a partition was not listed or keys were not checked."""
         metrics = self._metrics(timeout)
         records, good = int(metrics["records"]), int(metrics["good"])
-        if metrics["unlisted"] or not self.check_keys:
+        if metrics["unlisted"] or not self.columns.check_keys:
             return None, good, records - good
         starts: dict[str, dict[str, int]] = {}
         ends: dict[str, dict[str, int]] = {}
-        for index, (topic, partition) in enumerate(self.partitions):
+        for index, (topic, partition) in enumerate(self.columns.listed):
             if metrics[f"first_{index}"] is not None:
                 starts.setdefault(topic, {})[str(partition)] = int(metrics[f"first_{index}"])
                 ends.setdefault(topic, {})[str(partition)] = int(metrics[f"last_{index}"]) + 1
