@@ -140,8 +140,9 @@ class Monitor(threading.Thread):
         offsets, progress = self.job_offsets()
         lag = sum(max(0, high - offsets.get(p, 0)) for p, high in highs.items())
         new_batch = bool(progress) and progress["batch_id"] not in self.batches
-        if new_batch:
-            self.batches[progress["batch_id"]] = {"seen_at": now, "lag_after": lag, **progress["batch"]}
+        for batch in (progress or {}).get("recent") or []:
+            # Every batch that finished since the last sample, not only the last one.
+            self.batches.setdefault(batch["batch_id"], {"seen_at": batch["finished_at"], **batch})
         groups = {name: [pid] for name, pid in service_pids(self.settings.stack_home).items()}
         groups["stream job"] = [p.pid for p in self.job_tree()]
         groups["bench publisher"] = [os.getpid()]

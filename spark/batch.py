@@ -35,7 +35,7 @@ from spark.faults import CASSANDRA, KAFKA, REGISTRY, FaultRider
 from spark.progress import next_progress, read_progress, write_progress
 from spark.registry import SchemaBook, SchemaSnapshot
 from spark.sink import CassandraSink, DeadLetterSink
-from spark.summary import BatchSummary, ObservedBatch, ObservedColumns, summarize, summarize_consumed
+from spark.summary import BatchSummary, ObservedBatch, ObservedColumns, ObservedCountsLate, summarize, summarize_consumed
 from spark.write_split import Refused, write_or_split
 
 log = logging.getLogger("spark.stream_job")
@@ -138,15 +138,22 @@ class BatchProcessor:
         """What the write learned of the batch, and whether a key came twice (then the distinct ids are not known yet).
 
         A write that needed a retry or a split leaves partial observed counts
-        (see ObservedBatch): the batch is then counted again, decoding it once
-        more. Records of a partition the observed columns did not list (the
-        first batch, partitions added) or an uncapped batch take a job over
-        the Kafka columns and headers for their offsets and keys.
+        (see ObservedBatch), and counts that came late are none: the batch is
+        then counted again, decoding it once more. Records of a partition the
+        observed columns did not list (the first batch, partitions added) or
+        an uncapped batch take a job over the Kafka columns and headers for
+        their offsets and keys.
         """
+        if in_one_go:
+            try:
+                consumed, good, dead = observed.get()
+            except ObservedCountsLate as late:
+                # The rows are written; only their counts are missing: a job of its own counts them.
+                log.warning("batch %d: %s", batch_id, late)
+                in_one_go = False
         if not in_one_go:
             summary = self._step(KAFKA, batch_id, "counting the batch again", lambda: summarize(observed.frame))
             return summary, not summary.unique_ids
-        consumed, good, dead = observed.get()
         if consumed is None:
             consumed = self._step(KAFKA, batch_id, "reading the batch's offsets and headers", lambda: summarize_consumed(framed))
         self.partitions |= {(topic, int(part)) for topic, parts in consumed.end_offsets.items() for part in parts}

@@ -10,6 +10,7 @@ batch the job rewrites `<checkpoint>/../<checkpoint name>.progress.json`:
                "schema_ids": [1, 2], "duration_seconds": 1.8},
      "totals": {"records_in": ..., "rows_written": ..., "dead_lettered": ..., "batches": ...},
      "end_offsets": {"users": {"0": 1200, "1": 1187, "2": 1213}},
+     "recent": [{"batch_id": 6, "finished_at": 1764330000.12, "records_in": ..., ...}, ...],
      "reader_schema_id": 2}
 
 `end_offsets` are the next offsets to read per partition (Kafka's committed
@@ -18,6 +19,9 @@ restarts. foreachBatch is at-least-once: after a crash Spark runs the last
 uncommitted batch again under the same batch id, so a record for the batch id
 already on file replaces that batch's counts instead of adding to them; a
 lower batch id means the checkpoint was reset, and the totals start over.
+`recent` holds the last RECENT_BATCHES batches' counts with the time each
+finished, so a reader polling once a second (bench.monitor) misses none
+when several batches finish in one second.
 The write is atomic (temp file + rename): a reader never sees half a file.
 """
 
@@ -30,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 TOTAL_KEYS = ("records_in", "rows_written", "dead_lettered")
+RECENT_BATCHES = 32
 
 
 def progress_path(checkpoint_dir: str) -> Path:
@@ -64,7 +69,10 @@ def next_progress(previous: dict[str, Any] | None, query: str, batch_id: int, ba
     for key in TOTAL_KEYS:
         totals[key] = totals.get(key, 0) + batch[key] - (replayed[key] if replayed else 0)
     totals["batches"] = totals.get("batches", 0) + (0 if replayed else 1)
-    now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    finished = dt.datetime.now(dt.timezone.utc)
+    now = finished.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    earlier = [b for b in (previous or {}).get("recent") or [] if b["batch_id"] < batch_id]
+    recent = [*earlier, {"batch_id": batch_id, "finished_at": round(finished.timestamp(), 3), **batch}][-RECENT_BATCHES:]
     seconds = batch.get("duration_seconds") or 0
     return {
         # The names Spark's StreamingQueryProgress uses, for readers that know that format.
@@ -78,6 +86,7 @@ def next_progress(previous: dict[str, Any] | None, query: str, batch_id: int, ba
         "batch": batch,
         "totals": totals,
         "end_offsets": merge_offsets((previous or {}).get("end_offsets") or {}, end_offsets),
+        "recent": recent,
         "reader_schema_id": reader_schema_id,
     }
 

@@ -17,11 +17,18 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from pyspark.sql import DataFrame, Observation
+from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
-# How long the observed counts may take to reach the driver after the write finished (Spark's listener bus).
-OBSERVED_COUNTS_TIMEOUT_SECONDS = 120.0
+# How long the observed counts may take to reach the driver after the write finished (Spark's listener
+# bus delivers them in milliseconds); past it the batch is counted by a job of its own instead.
+OBSERVED_COUNTS_TIMEOUT_SECONDS = 30.0
+# Threads named so are the ones that carry observed counts and heartbeats: always in the dump of a late count.
+WATCHED_THREADS = ("listener", "heartbeat", "dag-scheduler", "executor task")
+
+
+class ObservedCountsLate(RuntimeError):
+    """The write's observed counts did not reach the driver in time; the message holds the JVM's busy threads."""
 
 
 @dataclass(frozen=True)
@@ -159,9 +166,9 @@ class ObservedBatch:
         # which would decode every record once for the filter and again for the columns.
         self.frame = decoded.observe(self.observation, *columns.columns)
 
-    def get(self, timeout: float = OBSERVED_COUNTS_TIMEOUT_SECONDS) -> tuple[Consumed | None, int, int]:
+    def get(self) -> tuple[Consumed | None, int, int]:
         """(what was consumed, good, dead); what was consumed is None when a partition was not listed or keys were not checked."""
-        metrics = self._metrics(timeout)
+        metrics = self._metrics(OBSERVED_COUNTS_TIMEOUT_SECONDS)
         records, good = int(metrics["records"]), int(metrics["good"])
         if metrics["unlisted"] or not self.columns.check_keys:
             return None, good, records - good
@@ -183,6 +190,25 @@ class ObservedBatch:
         waiter.start()
         waiter.join(timeout)
         if "metrics" not in outcome:
-            raise RuntimeError(f"the batch's observed counts did not arrive within {timeout:.0f} s of its write: "
-                               "Spark's listener bus is stalled or dropping events; restart the job")
+            raise ObservedCountsLate(f"the batch's observed counts did not arrive within {timeout:.0f} s of its write "
+                                     f"(Spark's listener bus is slow or dropped the event); the JVM's threads then:\n"
+                                     f"{busy_threads(self.frame.sparkSession)}")
         return outcome["metrics"]
+
+
+def busy_threads(spark: SparkSession, frames: int = 12) -> str:
+    """The driver JVM's running or blocked threads and the watched ones, with their stacks and locks.
+
+    For the log of a late count: the next run's reader should see what held
+    the listener bus or the heartbeat, not guess. java.lang.management, since
+    Spark's own thread dump is not reachable from Python.
+    """
+    bean = spark.sparkContext._jvm.java.lang.management.ManagementFactory.getThreadMXBean()
+    dumped = []
+    for info in bean.dumpAllThreads(True, True):
+        name, state = str(info.getThreadName()), str(info.getThreadState().name())
+        if state in ("RUNNABLE", "BLOCKED") or any(word in name.lower() for word in WATCHED_THREADS):
+            stack = "\n".join(f"    at {frame}" for frame in list(info.getStackTrace())[:frames])
+            lock = info.getLockName()
+            dumped.append(f'"{name}" {state}{f" on {lock}" if lock else ""}\n{stack}')
+    return "\n".join(dumped)

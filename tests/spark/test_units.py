@@ -9,7 +9,7 @@ import pytest
 
 from core.settings import load_settings
 from spark.kafka_options import kafka_options
-from spark.progress import merge_offsets, next_progress, progress_path, read_progress, write_progress
+from spark.progress import RECENT_BATCHES, merge_offsets, next_progress, progress_path, read_progress, write_progress
 from core.subjects import subject_name
 from spark.registry import RegisteredSchema, RegistryError, SchemaBook
 from spark.session import MissingJarsError, fetched_jars, package_coordinates, session_conf
@@ -153,6 +153,19 @@ def test_progress_counts_a_replayed_batch_once_and_restarts_with_a_new_checkpoin
     fresh = next_progress(replayed, "q", 0, batch, {"t": {"0": 10}}, 1)
     assert fresh["totals"] == {"records_in": 10, "rows_written": 8, "dead_lettered": 2, "batches": 1}
     assert fresh["end_offsets"] == {"t": {"0": 10}}
+    assert [b["batch_id"] for b in replayed["recent"]] == [0, 1] and replayed["recent"][1]["records_in"] == 15
+    assert [b["batch_id"] for b in fresh["recent"]] == [0] and fresh["recent"][0]["records_in"] == 10
+
+
+def test_progress_keeps_the_last_batches_for_a_reader_that_polls_less_often_than_batches_finish():
+    batch = {"records_in": 10, "rows_written": 8, "dead_lettered": 2, "schema_ids": [1], "duration_seconds": 0.5}
+    progress = None
+    for batch_id in range(RECENT_BATCHES + 5):
+        progress = next_progress(progress, "q", batch_id, {**batch, "records_in": batch_id}, {"t": {"0": batch_id}}, 1)
+    recent = progress["recent"]
+    assert [b["batch_id"] for b in recent] == list(range(5, RECENT_BATCHES + 5))
+    assert [b["records_in"] for b in recent] == list(range(5, RECENT_BATCHES + 5))
+    assert all(a["finished_at"] <= b["finished_at"] for a, b in zip(recent, recent[1:]))
 
 
 def test_sasl_settings_become_a_jaas_line():
