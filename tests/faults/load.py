@@ -33,8 +33,10 @@ class Load:
     producer_overrides: dict = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
     delivered: int = 0
+    sent: int = 0  # records handed to the producer: all of them unless stop() cut the load short
     _thread: threading.Thread | None = None
     _error: BaseException | None = None
+    _stopping: threading.Event = field(default_factory=threading.Event)
 
     def start(self) -> Load:
         self._thread = threading.Thread(target=self._run, name="fault-load", daemon=True)
@@ -54,9 +56,12 @@ class Load:
             per_step = max(1, round(self.rate * step))
             topic = self.corner.settings.users_topic
             for start in range(0, len(self.records), per_step):
+                if self._stopping.is_set():
+                    break
                 began = time.monotonic()
                 for key, value in self.records[start:start + per_step]:
                     producer.produce(topic, key=key, value=value, on_delivery=self._delivered)
+                    self.sent += 1
                 producer.poll(0)
                 time.sleep(max(0.0, step - (time.monotonic() - began)))
             left = producer.flush(FLUSH_SECONDS)
@@ -65,6 +70,10 @@ class Load:
         except BaseException as exc:  # re-raised by join() in the test's thread, where it fails the case
             self._error = exc
 
+    def stop(self) -> None:
+        """Send no more records (those sent are still delivered); `sent` says how many went."""
+        self._stopping.set()
+
     def join(self, timeout: float) -> None:
         """Wait until every record was sent and acknowledged; fail on any delivery failure."""
         self._thread.join(timeout)
@@ -72,7 +81,8 @@ class Load:
         if self._error is not None:
             raise self._error
         assert not self.failures, f"deliveries failed: {self.failures[:5]}"
-        assert self.delivered == len(self.records), f"{self.delivered} of {len(self.records)} delivered"
+        assert self.delivered == self.sent, f"{self.delivered} of {self.sent} sent records delivered"
+        assert self._stopping.is_set() or self.sent == len(self.records), f"{self.sent} of {len(self.records)} sent"
 
     @property
     def done(self) -> bool:

@@ -30,7 +30,7 @@ def test_a_service_down_at_start_is_named_and_the_job_exits_1(corner_factory, se
     port = closed_port()
     result = subprocess.run(
         [sys.executable, "-m", "spark.stream_job", "--master", "local[1]", "--available-now"],
-        cwd=REPO_ROOT, env={**os.environ, **corner.env(), **env(port), "STREAM_FAULT_RETRY_SECONDS": "10"},
+        cwd=REPO_ROOT, env={**os.environ, **corner.env(), **env(port), "STREAM_FAULT_RETRY_SECONDS": "4"},
         capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 1, result.stderr[-3000:]
