@@ -31,10 +31,13 @@ one valid record a poison pill or a silently wrong row:
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
+import threading
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import Any
 
 from py4j.protocol import Py4JJavaError
 
@@ -55,6 +58,10 @@ AVRO_LIMIT_PROPERTIES = (
     "org.apache.avro.limits.collectionItems.maxLength",
 )
 POM = REPO_ROOT / "stack" / "pom.xml"
+# How long SparkContext.stop() may take before the JVM is killed instead (a healthy stop takes a few seconds).
+SPARK_STOP_TIMEOUT_SECONDS = 60.0
+
+log = logging.getLogger("spark.stream_job")
 # CORRECTED: read and write dates as they are (proleptic Gregorian), never rebase, never throw.
 _REBASE_KEYS = (
     "spark.sql.avro.datetimeRebaseModeInWrite",
@@ -276,3 +283,27 @@ def quiet_avro_nullability_warning(spark) -> None:
     jvm.org.apache.logging.log4j.core.config.Configurator.setLevel(
         "org.apache.spark.sql.avro.AvroSerializer", jvm.org.apache.logging.log4j.Level.ERROR
     )
+
+
+def stop_spark(spark: Any, timeout: float = SPARK_STOP_TIMEOUT_SECONDS) -> bool:
+    """spark.stop(), bounded: False when it hung and the JVM this process started was killed instead.
+
+    SparkContext.stop() joins the listener bus's threads without a timeout,
+    so one listener that never returns holds the stop forever. A CI run saw
+    it: the job's error was printed, the stop hung, and a job that never
+    exits is never restarted by its supervisor. Killing the JVM loses
+    nothing the stop would have kept: the checkpoint replays an uncommitted
+    batch either way.
+    """
+    stopper = threading.Thread(target=spark.stop, name="spark-stop", daemon=True)
+    stopper.start()
+    stopper.join(timeout)
+    if not stopper.is_alive():
+        return True
+    jvm = getattr(spark.sparkContext._gateway, "proc", None)  # None when spark-submit started this process
+    log.error("Spark did not stop within %.0f s (a listener or shutdown step hung); killing its JVM%s",
+              timeout, f" (pid {jvm.pid})" if jvm is not None else "")
+    if jvm is not None:
+        jvm.kill()
+        jvm.wait(30)
+    return False

@@ -66,6 +66,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from dataclasses import dataclass
 from typing import Any
@@ -87,7 +88,7 @@ from spark.faults import (
 from spark.kafka_options import kafka_options
 from spark.progress import progress_path, read_progress
 from spark.registry import RegistryClient, SchemaBook
-from spark.session import AvroLimitError, MissingJarsError, build_spark_session
+from spark.session import AvroLimitError, MissingJarsError, build_spark_session, stop_spark
 
 log = logging.getLogger("spark.stream_job")
 # A task's Kafka consumer ends its read with a fetch for the offsets after its range already sent
@@ -251,6 +252,20 @@ def main(argv: list[str] | None = None) -> int:
         StateReporter(job_state_path(options.checkpoint)).failed(failure_error(exc, None, None))
         return fail(str(exc))
     spark.sparkContext.setLogLevel("WARN")
+    code = 1
+    try:
+        code = run_until_stopped(spark, settings, options)
+    finally:
+        if not stop_spark(spark):
+            # Threads still inside calls to the killed JVM would hold up a normal exit.
+            logging.shutdown()
+            sys.stderr.flush()
+            os._exit(code)
+    return code
+
+
+def run_until_stopped(spark: SparkSession, settings: Settings, options: JobOptions) -> int:
+    """Run the query until it ends: 0, 130 when interrupted, or 1 with the one line saying what to do."""
     job = None
     try:
         job = UserStreamJob(spark, settings, options)
@@ -265,8 +280,6 @@ def main(argv: list[str] | None = None) -> int:
             log.error("query %s stopped", options.query_name, exc_info=exc)  # the JVM trace, for whoever digs deeper
         record = job.stopped(exc) if job is not None else failure_error(exc, None, None)
         return fail(failure_line(exc, record))
-    finally:
-        spark.stop()
     return 0
 
 
