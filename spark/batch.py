@@ -31,7 +31,7 @@ from pyspark.sql import DataFrame, SparkSession
 from core import dead_letter
 from core.settings import Settings
 from spark.decode import Decoder, dead_rows
-from spark.faults import CASSANDRA, KAFKA, REGISTRY, FaultRider
+from spark.faults import CASSANDRA, KAFKA, REGISTRY, FaultRider, run_bounded
 from spark.progress import next_progress, read_progress, write_progress
 from spark.registry import SchemaBook, SchemaSnapshot
 from spark.sink import CassandraSink, DeadLetterSink
@@ -39,6 +39,8 @@ from spark.summary import BatchSummary, ObservedBatch, ObservedColumns, Observed
 from spark.write_split import Refused, write_or_split
 
 log = logging.getLogger("spark.stream_job")
+# How long the count of a batch whose observed counts came late may take (seconds when Spark is well).
+LATE_COUNT_JOB_SECONDS = 180.0
 
 
 @dataclass
@@ -148,9 +150,12 @@ class BatchProcessor:
             try:
                 consumed, good, dead = observed.get()
             except ObservedCountsLate as late:
-                # The rows are written; only their counts are missing: a job of its own counts them.
+                # The rows are written; only their counts are missing: a job of its own counts them, bounded,
+                # since a driver that held the counts back may hold that job too.
                 log.warning("batch %d: %s", batch_id, late)
-                in_one_go = False
+                summary = self._step(KAFKA, batch_id, "counting the batch after its counts came late", lambda: run_bounded(
+                    lambda: summarize(observed.frame), LATE_COUNT_JOB_SECONDS, f"batch {batch_id}'s count"))
+                return summary, not summary.unique_ids
         if not in_one_go:
             summary = self._step(KAFKA, batch_id, "counting the batch again", lambda: summarize(observed.frame))
             return summary, not summary.unique_ids

@@ -25,6 +25,7 @@ whose message carries the original's text.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -99,6 +100,37 @@ def _cassandra_driver_errors() -> tuple[type[BaseException], ...]:
 
 
 CASSANDRA_DRIVER_ERRORS = _cassandra_driver_errors()
+
+
+class SparkStalled(RuntimeError):
+    """A Spark call that should take seconds did not return: the JVM is stuck, and only a new one helps."""
+
+
+def run_bounded(action: Callable[[], T], seconds: float, what: str) -> T:
+    """`action()`, or SparkStalled after `seconds` (the call is left behind in its thread).
+
+    For a call into a JVM that already showed it is stuck (its listener bus
+    held back a batch's counts): a job blocked forever is never restarted,
+    while one that fails exits, and its supervisor starts a fresh JVM that
+    redoes the batch from the checkpoint.
+    """
+    outcome: dict[str, Any] = {}
+
+    def call() -> None:
+        try:
+            outcome["result"] = action()
+        except BaseException as exc:  # handed to the caller's thread below
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=call, name=f"bounded: {what}", daemon=True)
+    worker.start()
+    worker.join(seconds)
+    if worker.is_alive():
+        raise SparkStalled(f"{what} did not finish within {seconds:.0f} s: the Spark driver is stuck; "
+                           "the job exits so that it is restarted with a fresh JVM")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["result"]
 
 
 def java_chain(exc: BaseException) -> list[tuple[str, str]]:

@@ -19,7 +19,8 @@ from confluent_kafka.schema_registry.error import SchemaRegistryError
 from core.cassandra_schema import CassandraUnavailable
 from core.topics import TopicError
 from spark.faults import (
-    CASSANDRA, KAFKA, REGISTRY, FaultRider, ServiceUnavailable, StateReporter, describe, failure_error, transient_service,
+    CASSANDRA, KAFKA, REGISTRY, FaultRider, ServiceUnavailable, SparkStalled, StateReporter, describe, failure_error,
+    run_bounded, transient_service,
 )
 from spark.registry import RegisteredSchema, RegistryError, RegistryUnreachable, SchemaBook, SchemaNotFoundYet
 from spark.sink import SchemaMismatchError
@@ -187,3 +188,16 @@ def test_an_unknown_id_is_waited_for_within_the_grace_then_dead_lettered():
     now[0] += 60  # missing for the whole grace: final, its records are dead-lettered
     snapshot, _ = book.update([6])
     assert snapshot.unknown == {6}
+
+
+def test_a_bounded_call_returns_its_result_or_raises_its_error():
+    assert run_bounded(lambda: 42, 5, "the answer") == 42
+    with pytest.raises(ZeroDivisionError):
+        run_bounded(lambda: 1 / 0, 5, "a division")
+
+
+def test_a_bounded_call_that_does_not_return_is_a_stalled_spark():
+    started = time.monotonic()
+    with pytest.raises(SparkStalled, match=r"batch 3's count did not finish within 0 s: the Spark driver is stuck"):
+        run_bounded(lambda: time.sleep(30), 0.3, "batch 3's count")
+    assert time.monotonic() - started < 5
