@@ -13,12 +13,13 @@ Two ways to learn it, for the two paths of spark/batch.py:
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from typing import Any
 
 from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
+
+from spark.faults import SparkStalled, run_bounded
 
 # How long the observed counts may take to reach the driver after the write finished (Spark's listener
 # bus delivers them in milliseconds); past it the batch is counted by a job of its own instead.
@@ -185,15 +186,12 @@ class ObservedBatch:
 
     def _metrics(self, timeout: float) -> dict[str, Any]:
         """The observed row; bounded, since Spark's own wait has no timeout."""
-        outcome: dict[str, Any] = {}
-        waiter = threading.Thread(target=lambda: outcome.update(metrics=self.observation.get), daemon=True)
-        waiter.start()
-        waiter.join(timeout)
-        if "metrics" not in outcome:
+        try:
+            return run_bounded(lambda: self.observation.get, timeout, "the observed counts")
+        except SparkStalled:
             raise ObservedCountsLate(f"the batch's observed counts did not arrive within {timeout:.0f} s of its write "
                                      f"(Spark's listener bus is slow or dropped the event); the JVM's threads then:\n"
-                                     f"{busy_threads(self.frame.sparkSession)}")
-        return outcome["metrics"]
+                                     f"{busy_threads(self.frame.sparkSession)}") from None
 
 
 def busy_threads(spark: SparkSession, frames: int = 12) -> str:
