@@ -34,7 +34,6 @@ from __future__ import annotations
 import logging
 import os
 import sys
-import threading
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -43,6 +42,7 @@ from py4j.protocol import Py4JJavaError
 
 from core.settings import REPO_ROOT, Settings
 from core.tls import TRUSTSTORE_PASSWORD, java_truststore
+from spark.faults import SparkStalled, run_bounded
 
 # Artifact name prefixes of the three connector jars the job cannot run without.
 REQUIRED_ARTIFACTS = ("spark-sql-kafka-0-10_2.12-", "spark-avro_2.12-", "spark-cassandra-connector_2.12-")
@@ -295,15 +295,14 @@ def stop_spark(spark: Any, timeout: float = SPARK_STOP_TIMEOUT_SECONDS) -> bool:
     nothing the stop would have kept: the checkpoint replays an uncommitted
     batch either way.
     """
-    stopper = threading.Thread(target=spark.stop, name="spark-stop", daemon=True)
-    stopper.start()
-    stopper.join(timeout)
-    if not stopper.is_alive():
-        return True
-    jvm = getattr(spark.sparkContext._gateway, "proc", None)  # None when spark-submit started this process
-    log.error("Spark did not stop within %.0f s (a listener or shutdown step hung); killing its JVM%s",
-              timeout, f" (pid {jvm.pid})" if jvm is not None else "")
-    if jvm is not None:
-        jvm.kill()
-        jvm.wait(30)
-    return False
+    try:
+        run_bounded(spark.stop, timeout, "Spark's stop")
+    except SparkStalled:
+        jvm = getattr(spark.sparkContext._gateway, "proc", None)  # None when spark-submit started this process
+        log.error("Spark did not stop within %.0f s (a listener or shutdown step hung); killing its JVM%s",
+                  timeout, f" (pid {jvm.pid})" if jvm is not None else "")
+        if jvm is not None:
+            jvm.kill()
+            jvm.wait(30)
+        return False
+    return True
