@@ -17,7 +17,9 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,8 +72,11 @@ def log_tail(layout: Layout, name: str, lines: int = 15) -> str:
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
 
-def start(settings: Settings, layout: Layout, service: Service) -> bool:
-    """Start one service and wait until it is ready; False if it was already running or is somebody else's."""
+def start(settings: Settings, layout: Layout, service: Service, cancel: threading.Event | None = None) -> bool:
+    """Start one service and wait until it is ready; False if it was already running or is somebody else's.
+
+    `cancel` set (the user pressed Ctrl-C while other services started) ends the wait for readiness.
+    """
     settings = for_launcher(settings)
     elsewhere = service.elsewhere(settings)
     if elsewhere:
@@ -79,7 +84,7 @@ def start(settings: Settings, layout: Layout, service: Service) -> bool:
         return False
     pid = read_pid(layout, service.name)
     if pid is not None:
-        version = wait_ready(settings, layout, service, pid)
+        version = wait_ready(settings, layout, service, pid, cancel=cancel)
         print(f"up: {service.name:<10} already running (pid {pid}, {version})")
         return False
     for purpose, port in service.ports(settings).items():
@@ -107,13 +112,14 @@ def start(settings: Settings, layout: Layout, service: Service) -> bool:
             umask=0o077,  # files the service makes (Airflow's password file, data, its own logs) are the user's only
         )
     layout.pidfile(service.name).write_text(f"{process.pid}\n")
-    version = wait_ready(settings, layout, service, process.pid, process)
+    version = wait_ready(settings, layout, service, process.pid, process, cancel)
     ports = ", ".join(f"{port}" for port in service.ports(settings).values()) or "-"
     print(f"up: {service.name:<10} ready      pid {process.pid:<7} port {ports:<11} {version:<14} log {log}")
     return True
 
 
-def wait_ready(settings: StackSettings, layout: Layout, service: Service, pid: int, process: subprocess.Popen | None = None) -> str:
+def wait_ready(settings: StackSettings, layout: Layout, service: Service, pid: int, process: subprocess.Popen | None = None,
+               cancel: threading.Event | None = None) -> str:
     """Poll the service's probe until it answers; fail fast if the process dies."""
     started = time.monotonic()
     last_progress = started
@@ -138,7 +144,10 @@ def wait_ready(settings: StackSettings, layout: Layout, service: Service, pid: i
         if time.monotonic() - last_progress >= PROGRESS_EVERY:
             print(f"up: {service.name:<10} waiting ({elapsed:.0f}s): {reason[:100]}", flush=True)
             last_progress = time.monotonic()
-        time.sleep(1)
+        if cancel is not None and cancel.wait(1):
+            raise StackError(f"{service.name}: start interrupted; `make down` stops what was started")
+        if cancel is None:
+            time.sleep(1)
 
 
 def stop(settings: Settings, layout: Layout, service: Service) -> bool:
@@ -194,14 +203,47 @@ def _wait_ports_free(settings: StackSettings, service: Service, timeout: float =
 
 
 def up(settings: Settings, layout: Layout, names: list[str]) -> list[str]:
-    """Start `names` and their dependencies; returns those this call started."""
+    """Start `names` and their dependencies; returns those this call started, dependencies first.
+
+    Each service starts as soon as the services it depends on are ready, not
+    after every service before it in the list: Cassandra's start-up overlaps
+    Kafka's and the registry's (the whole core: 41 s one after another, about
+    30 s so on 2 cores). A service whose dependency failed is not started;
+    the first failure in dependency order is raised, once every start ended.
+    """
     settings = for_launcher(settings)
     layout.make_dirs()
-    started = []
-    for name in ordered(names):
-        if start(settings, layout, SERVICES[name]):
-            started.append(name)
-    return started
+    wanted = ordered(names)
+    cancel = threading.Event()
+    pool = ThreadPoolExecutor(max_workers=len(wanted) or 1, thread_name_prefix="up")
+    starts: dict[str, Future[bool]] = {}
+    try:
+        for name in wanted:  # dependencies come first, so theirs are already submitted
+            needs = {dependency: starts[dependency] for dependency in SERVICES[name].depends_on if dependency in starts}
+            starts[name] = pool.submit(_start_when_ready, settings, layout, SERVICES[name], needs, cancel)
+        wait(starts.values())
+    except BaseException:  # Ctrl-C: the waits in the other threads end too, instead of holding the exit
+        cancel.set()
+        raise
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+    failed = [future.exception() for future in starts.values() if future.exception() is not None]
+    if failed:
+        raise next((error for error in failed if not isinstance(error, DependencyFailed)), failed[0])
+    return [name for name, future in starts.items() if future.result()]
+
+
+class DependencyFailed(StackError):
+    """Not started, because a service it depends on failed to start (that failure is the one reported)."""
+
+
+def _start_when_ready(settings: StackSettings, layout: Layout, service: Service, needs: dict[str, Future[bool]],
+                      cancel: threading.Event) -> bool:
+    """`start(service)` once every service it needs is ready."""
+    for dependency, future in needs.items():
+        if future.exception() is not None:  # waits for that start to end
+            raise DependencyFailed(f"{service.name}: not started, because {dependency} did not start")
+    return start(settings, layout, service, cancel)
 
 
 def down(settings: Settings, layout: Layout, names: list[str] | None = None) -> None:

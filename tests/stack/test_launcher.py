@@ -104,3 +104,53 @@ def test_a_pid_file_of_a_zombie_or_an_exited_process_is_not_running(home):
     assert launcher.read_pid(layout, "sleeper") is None
     layout.pidfile("sleeper").write_text(f"{os.getpid()}\n")
     assert launcher.read_pid(layout, "sleeper") == os.getpid()
+
+
+class ReadyAfter:
+    """A probe that answers `seconds` after its first call (about when its process started); records both times."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.first_call: float | None = None
+        self.ready_at: float | None = None
+
+    def __call__(self, settings) -> str:
+        now = time.monotonic()
+        self.first_call = self.first_call or now
+        if now - self.first_call < self.seconds:
+            raise launcher.NotReady("warming up")
+        self.ready_at = self.ready_at or now
+        return "1"
+
+
+def sleeper(name: str, probe, depends_on: tuple[str, ...] = (), code: str = POLITE) -> Service:
+    return Service(name=name, ports=lambda settings: {}, command=lambda settings, layout: [sys.executable, "-c", code],
+                   probe=probe, depends_on=depends_on, startup_timeout=30)
+
+
+def test_up_starts_a_service_once_what_it_needs_is_ready_and_the_others_meanwhile(home, monkeypatch):
+    settings, layout = home
+    probes = {"slow": ReadyAfter(1.5), "needs_slow": ReadyAfter(0), "free": ReadyAfter(0)}
+    services = {"slow": sleeper("slow", probes["slow"]), "needs_slow": sleeper("needs_slow", probes["needs_slow"], ("slow",)),
+                "free": sleeper("free", probes["free"])}
+    monkeypatch.setattr(launcher, "SERVICES", services)
+    try:
+        assert launcher.up(settings, layout, ["needs_slow", "free"]) == ["slow", "needs_slow", "free"]
+    finally:
+        launcher.down(settings, layout)
+    assert probes["free"].ready_at < probes["slow"].ready_at, "free waited for slow, which it does not need"
+    assert probes["needs_slow"].first_call >= probes["slow"].ready_at, "needs_slow started before slow was ready"
+
+
+def test_up_reports_the_failed_start_and_starts_nothing_that_needs_it(home, monkeypatch):
+    settings, layout = home
+    services = {"broken": sleeper("broken", ReadyAfter(5), code="import sys; sys.exit(3)"),
+                "needs_broken": sleeper("needs_broken", ReadyAfter(0), ("broken",)), "free": sleeper("free", ReadyAfter(0))}
+    monkeypatch.setattr(launcher, "SERVICES", services)
+    try:
+        with pytest.raises(launcher.StackError, match="^broken: exited with code 3 while starting"):
+            launcher.up(settings, layout, ["needs_broken", "free"])
+        assert launcher.read_pid(layout, "free") is not None, "a service that does not need the broken one still starts"
+        assert not layout.log("needs_broken").exists(), "needs_broken was started without broken"
+    finally:
+        launcher.down(settings, layout)
