@@ -2,7 +2,7 @@
 
 Usage:
     python -m bench                      # via bench/__main__.py (make bench starts the stack first)
-    python -c "from bench.sink_bench import main; main()" --records 20000 --repeats 3
+    python -c "from bench.sink_bench import main; main()" --records 20000 --repeats 5 --warmup 3
 
 One run, one SparkSession, on a private topic and keyspace of the stack:
   1. produce N users (confluent-kafka AvroSerializer), read them back once
@@ -16,8 +16,12 @@ One run, one SparkSession, on a private topic and keyspace of the stack:
   4. "ceiling": the bare connector write of the same decoded rows, with its
      default settings and with the job's write options (concurrent writes);
      the faster of the two is what the Cassandra side allows at all.
-Each is timed `--repeats` times after a warm-up, into a truncated table,
-round-robin so Cassandra's drift weighs on all alike; the median counts.
+Each is timed `--repeats` times after `--warmup` rounds, into a truncated
+table, round-robin so Cassandra's drift weighs on all alike; the median
+counts. Three warm-up rounds by default, since a stream runs for hours:
+on this 2-core machine each write kept getting faster for its first four
+or five runs of 20,000 rows (the JIT of the Spark and Cassandra code
+paths: 10 s, then 5, 4.3, 3.2, 2.9 s for the same connector write).
 The ratio pipeline/ceiling says how much of Cassandra's write capacity the
 decode leaves on the table. Results are printed as a
 table and written to bench/results/sink_bench-<UTC time>.json.
@@ -42,6 +46,7 @@ from core import cassandra_schema
 from core.settings import REPO_ROOT, Settings, load_settings
 
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
+WARMUP_ROUNDS = 3
 SCHEMA = json.loads((REPO_ROOT / "schemas" / "user.avsc").read_text(encoding="utf-8"))
 
 
@@ -128,8 +133,8 @@ class BenchCorner:
             raise KafkaException(f"producing the bench records failed: {failures[:3]}")
 
 
-def interleaved(actions: dict[str, Any], truncate, repeats: int) -> dict[str, list[float]]:
-    """Seconds per run of each action, each into an empty table, after one warm-up round.
+def interleaved(actions: dict[str, Any], truncate, repeats: int, warmup: int = 1) -> dict[str, list[float]]:
+    """Seconds per run of each action, each into an empty table, after `warmup` rounds.
 
     Round-robin (every action once per round), not one action's repeats in a
     row: Cassandra on the same cores drifts (flushes, compaction of what the
@@ -137,17 +142,17 @@ def interleaved(actions: dict[str, Any], truncate, repeats: int) -> dict[str, li
     the ratios measure the order of the runs.
     """
     seconds: dict[str, list[float]] = {name: [] for name in actions}
-    for run in range(repeats + 1):
+    for run in range(warmup + repeats):
         for name, action in actions.items():
             truncate()
             start = time.perf_counter()
             action()
-            if run:  # round 0 warms the JIT, connections and caches
+            if run >= warmup:  # the first rounds warm the JIT, connections and caches
                 seconds[name].append(time.perf_counter() - start)
     return seconds
 
 
-def run_bench(records: int, repeats: int, master: str) -> dict[str, Any]:
+def run_bench(records: int, repeats: int, master: str, warmup: int = WARMUP_ROUNDS) -> dict[str, Any]:
     """Measure the three writes on one SparkSession; return the result record."""
     from pyspark import StorageLevel
 
@@ -192,7 +197,7 @@ def run_bench(records: int, repeats: int, master: str) -> dict[str, Any]:
                 "ceiling": lambda: connector_write({}),
                 # The connector with the job's own write tuning (concurrent writes): its best here.
                 "ceiling_tuned": lambda: connector_write(sink.write_options()),
-            }, truncate, repeats)
+            }, truncate, repeats, warmup)
             with cassandra_schema.connect(s) as session:
                 landed = session.execute(f"SELECT count(*) FROM {s.cassandra_keyspace}.{s.cassandra_table}").one()[0]
             assert landed == records, f"{landed} rows landed, expected {records}"
@@ -206,6 +211,7 @@ def run_bench(records: int, repeats: int, master: str) -> dict[str, Any]:
         "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "records": records,
         "repeats": repeats,
+        "warmup_rounds": warmup,
         "spark_master": master,
         "default_parallelism": cores,
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
@@ -229,7 +235,8 @@ def render(result: dict[str, Any]) -> str:
     ]
     if "ceiling_tuned" in rps:
         rows.append(("connector, the job's write options", rps["ceiling_tuned"], rps["ceiling_tuned"] / best))
-    lines = [f"sink_bench: {result['records']} records, median of {result['repeats']}, master {result['spark_master']}",
+    lines = [f"sink_bench: {result['records']} records, median of {result['repeats']} after {result.get('warmup_rounds', 1)} "
+             f"warm-up rounds, master {result['spark_master']}",
              f"{'measurement':<44}{'rows/s':>12}{'vs ceiling':>12}"]
     lines += [f"{name:<44}{value:>12,.0f}{ratio:>12.2f}" for name, value, ratio in rows]
     lines.append("ceiling: the faster connector write of the two")
@@ -240,12 +247,14 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
     """Run the benchmark, print the table, write the JSON; return the result."""
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=20_000, help="users to produce and write (default 20000)")
-    parser.add_argument("--repeats", type=int, default=3, help="timed runs per measurement after one warm-up (default 3)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs per measurement (default 5)")
+    parser.add_argument("--warmup", type=int, default=WARMUP_ROUNDS,
+                        help=f"untimed rounds of every measurement first (default {WARMUP_ROUNDS})")
     parser.add_argument("--master", default=load_settings().spark_master, help="Spark master (default: the job's SPARK_MASTER)")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    if args.records < 1 or args.repeats < 1:
-        parser.error("--records and --repeats must be >= 1")
-    result = run_bench(args.records, args.repeats, args.master)
+    if args.records < 1 or args.repeats < 1 or args.warmup < 0:
+        parser.error("--records and --repeats must be >= 1, --warmup >= 0")
+    result = run_bench(args.records, args.repeats, args.master, args.warmup)
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     path = RESULTS_DIR / f"sink_bench-{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%SZ}.json"
     path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
