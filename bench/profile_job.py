@@ -48,11 +48,11 @@ from bench.corner import BenchCorner
 from bench.job import StreamJob
 from bench.load import Publisher, conf_pair
 from bench.monitor import CpuMeter
+from bench.report import RESULTS_DIR, utc_stamp, write_result
 from bench.users import fetch_pool, fresh_users
 from core import cassandra_schema
 from core.settings import REPO_ROOT, Settings, load_settings
 
-RESULTS_DIR = REPO_ROOT / "bench" / "results"
 # Connector write settings to compare (options of the DataFrame writer; defaults in the first row).
 SWEEP = {
     "defaults (concurrent.writes 5, grouping partition)": {},
@@ -371,13 +371,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.batch < 100 or args.users < args.batch:
         parser.error("--batch must be >= 100 and --users >= --batch")
-    stamp = f"{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%SZ}"
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    stamp = utc_stamp()
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)  # the job's log and event log go there while it runs
     result = run_profile(args.users, args.batch, args.connector_sweep, load_settings(), stamp, dict(args.job_conf))
-    path = RESULTS_DIR / f"profile_job-{stamp}.json"
-    path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    print(render(result))
-    print(f"results: {path.relative_to(REPO_ROOT)}")
+    write_result("profile_job", result, render(result), stamp)
     return 0
 
 

@@ -42,10 +42,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from bench.report import write_result
 from core import cassandra_schema
 from core.settings import REPO_ROOT, Settings, load_settings
 
-RESULTS_DIR = REPO_ROOT / "bench" / "results"
 WARMUP_ROUNDS = 3
 SCHEMA = json.loads((REPO_ROOT / "schemas" / "user.avsc").read_text(encoding="utf-8"))
 
@@ -255,11 +255,7 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
     if args.records < 1 or args.repeats < 1 or args.warmup < 0:
         parser.error("--records and --repeats must be >= 1, --warmup >= 0")
     result = run_bench(args.records, args.repeats, args.master, args.warmup)
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    path = RESULTS_DIR / f"sink_bench-{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%SZ}.json"
-    path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    print(render(result))
-    print(f"results: {path.relative_to(REPO_ROOT)}")
+    write_result("sink_bench", result, render(result))
     return result
 
 

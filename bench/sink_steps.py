@@ -24,24 +24,22 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import statistics
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import psutil
 
+from bench.report import write_result
 from bench.sink_bench import WARMUP_ROUNDS, BenchCorner, interleaved
 from core import cassandra_schema
 from core.processes import read_pid_file
-from core.settings import REPO_ROOT, load_settings
+from core.settings import load_settings
 from stack.layout import Layout
 
-RESULTS_DIR = REPO_ROOT / "bench" / "results"
 STEPS = ("cached pre-decoded rows", "from_avro only", "+ trailing-byte probe", "+ reasons, observed counts",
          "+ key check (the job's write)")
 
@@ -170,11 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.records < 1 or args.repeats < 1 or args.warmup < 0:
         parser.error("--records and --repeats must be >= 1, --warmup >= 0")
     result = run_steps(args.records, args.repeats, args.warmup)
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    path = RESULTS_DIR / f"sink_steps-{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%SZ}.json"
-    path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    print(render(result))
-    print(f"results: {path.relative_to(REPO_ROOT)}")
+    write_result("sink_steps", result, render(result))
     return 0
 
 

@@ -38,14 +38,14 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 
 from bench.corner import BenchCorner
+from bench.report import write_result
 from bench.users import fetch_pool
-from core.settings import REPO_ROOT, Settings, load_settings
+from core.settings import Settings, load_settings
 from core.topics import ensure_topics
 from producer import publish as publish_stage
 from producer.registry import make_client
 from producer.transform import User, user_to_avro
 
-RESULTS_DIR = REPO_ROOT / "bench" / "results"
 CODECS = ("none", "lz4", "zstd", "gzip", "snappy")
 SEED = "seed json"
 
@@ -161,11 +161,7 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
     if args.users < 100 or not set(args.codecs) <= set(CODECS):
         parser.error(f"--users must be >= 100 and --codecs a subset of {','.join(CODECS)}")
     result = run_size(args.users, args.codecs, load_settings(), args.slow_linger_ms)
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    path = RESULTS_DIR / f"size-{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%SZ}.json"
-    path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    print(render(result))
-    print(f"results: {path.relative_to(REPO_ROOT)}")
+    write_result("size", result, render(result))
     return result
 
 
