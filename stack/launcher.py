@@ -30,6 +30,9 @@ from stack.settings import StackSettings, for_launcher
 from stack.services import SERVICES, START_MARKER, NotReady, Service, StackError
 
 PROGRESS_EVERY = 5.0  # seconds between "still waiting" lines
+# `up` starts services in threads; their prepare steps share files (the secured stack's CA, keystores and
+# passwords, made by whichever service comes first), so one prepares at a time. They take milliseconds.
+_PREPARING = threading.Lock()
 
 
 def ordered(names: list[str]) -> list[str]:
@@ -93,8 +96,9 @@ def start(settings: Settings, layout: Layout, service: Service, cancel: threadin
                 f"{service.name}: port {port} ({purpose}) is already taken by another process. "
                 f"Stop it (`ss -ltnp | grep :{port}` shows which), or move the service with its setting in core/settings.py."
             )
-    service.prepare(settings, layout)
-    command = service.command(settings, layout)
+    with _PREPARING:
+        service.prepare(settings, layout)
+        command = service.command(settings, layout)
     log = layout.log(service.name)
     # A log can print a secret (Airflow prints its admin password): private, and so is all the child writes.
     with open(os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as out:
