@@ -15,6 +15,11 @@ from tests.spark.users import V1
 
 pytestmark = [pytest.mark.integration, pytest.mark.spark]
 
+# STREAM_FAULT_RETRY_SECONDS per case: short, but with room for one retry of the job's own. The registry
+# client retries a refused connection itself (3 times, full jitter up to 1, 2 and 4 s): one of the job's
+# attempts can take 7 s, and with a 4 s bound the job gave up before its first retry (a CI-like run).
+BOUND = {"registry": 8, "cassandra": 4, "kafka": 4}
+
 
 @pytest.mark.parametrize(("service", "env", "message"), [
     ("registry", lambda port: {"SCHEMA_REGISTRY_URL": f"http://127.0.0.1:{port}/apis/ccompat/v7"},
@@ -30,7 +35,7 @@ def test_a_service_down_at_start_is_named_and_the_job_exits_1(corner_factory, se
     port = closed_port()
     result = subprocess.run(
         [sys.executable, "-m", "spark.stream_job", "--master", "local[1]", "--available-now"],
-        cwd=REPO_ROOT, env={**os.environ, **corner.env(), **env(port), "STREAM_FAULT_RETRY_SECONDS": "4"},
+        cwd=REPO_ROOT, env={**os.environ, **corner.env(), **env(port), "STREAM_FAULT_RETRY_SECONDS": str(BOUND[service])},
         capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 1, result.stderr[-3000:]
