@@ -247,8 +247,8 @@ def main(argv: list[str] | None = None) -> int:
     layout = Layout(settings.stack_home)
     began = time.monotonic()
 
-    step("Starting the embedded stack (Kafka, Schema Registry, Cassandra, data source, Airflow)")
-    launcher.up(settings, layout, [*CORE, "airflow"])
+    step("Starting the embedded stack (Kafka, Schema Registry, Cassandra, data source)")
+    launcher.up(settings, layout, list(CORE))
 
     if SERVICES["datasource"].elsewhere(settings):
         check_datasource(settings)
@@ -262,8 +262,10 @@ def main(argv: list[str] | None = None) -> int:
     step("Registering the Avro schemas")
     run_command("registry", [sys.executable, "-m", "producer.register"])
 
-    step("Starting the Spark streaming job (it creates the topics if missing)")
-    launcher.up(settings, layout, ["stream"])
+    # Together: each starts while the other does (the launcher starts what it can at once), and neither
+    # needs the other; the job needs the table and the schemas above.
+    step("Starting Airflow and the Spark streaming job (the job creates the topics if missing)")
+    launcher.up(settings, layout, ["airflow", "stream"])
     check_job(settings, layout)
 
     step(f"Triggering DAG {DAG_ID} through Airflow's REST API ({args.users} users from {answer_url(settings)})")

@@ -75,20 +75,24 @@ def log_tail(layout: Layout, name: str, lines: int = 15) -> str:
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
 
-def start(settings: Settings, layout: Layout, service: Service, cancel: threading.Event | None = None) -> bool:
+def start(settings: Settings, layout: Layout, service: Service, cancel: threading.Event | None = None,
+          quiet: bool = False) -> bool:
     """Start one service and wait until it is ready; False if it was already running or is somebody else's.
 
     `cancel` set (the user pressed Ctrl-C while other services started) ends the wait for readiness.
+    `quiet`: say nothing of a service that is already running or external (a dependency nobody named).
     """
     settings = for_launcher(settings)
     elsewhere = service.elsewhere(settings)
     if elsewhere:
-        print(f"up: {service.name:<10} external   {elsewhere}")
+        if not quiet:
+            print(f"up: {service.name:<10} external   {elsewhere}")
         return False
     pid = read_pid(layout, service.name)
     if pid is not None:
         version = wait_ready(settings, layout, service, pid, cancel=cancel)
-        print(f"up: {service.name:<10} already running (pid {pid}, {version})")
+        if not quiet:
+            print(f"up: {service.name:<10} already running (pid {pid}, {version})")
         return False
     for purpose, port in service.ports(settings).items():
         if port_in_use(port):
@@ -209,6 +213,8 @@ def _wait_ports_free(settings: StackSettings, service: Service, timeout: float =
 def up(settings: Settings, layout: Layout, names: list[str]) -> list[str]:
     """Start `names` and their dependencies; returns those this call started, dependencies first.
 
+    A dependency nobody named is mentioned only when it has to be started.
+
     Each service starts as soon as the services it depends on are ready, not
     after every service before it in the list: Cassandra's start-up overlaps
     Kafka's and the registry's (the whole core: 41 s one after another, about
@@ -224,7 +230,7 @@ def up(settings: Settings, layout: Layout, names: list[str]) -> list[str]:
     try:
         for name in wanted:  # dependencies come first, so theirs are already submitted
             needs = {dependency: starts[dependency] for dependency in SERVICES[name].depends_on if dependency in starts}
-            starts[name] = pool.submit(_start_when_ready, settings, layout, SERVICES[name], needs, cancel)
+            starts[name] = pool.submit(_start_when_ready, settings, layout, SERVICES[name], needs, cancel, name not in names)
         wait(starts.values())
     except BaseException:  # Ctrl-C: the waits in the other threads end too, instead of holding the exit
         cancel.set()
@@ -242,12 +248,12 @@ class DependencyFailed(StackError):
 
 
 def _start_when_ready(settings: StackSettings, layout: Layout, service: Service, needs: dict[str, Future[bool]],
-                      cancel: threading.Event) -> bool:
-    """`start(service)` once every service it needs is ready."""
+                      cancel: threading.Event, quiet: bool) -> bool:
+    """`start(service)` once every service it needs is ready; `quiet` for a dependency nobody named."""
     for dependency, future in needs.items():
         if future.exception() is not None:  # waits for that start to end
             raise DependencyFailed(f"{service.name}: not started, because {dependency} did not start")
-    return start(settings, layout, service, cancel)
+    return start(settings, layout, service, cancel, quiet)
 
 
 def down(settings: Settings, layout: Layout, names: list[str] | None = None) -> None:

@@ -128,7 +128,7 @@ def sleeper(name: str, probe, depends_on: tuple[str, ...] = (), code: str = POLI
                    probe=probe, depends_on=depends_on, startup_timeout=30)
 
 
-def test_up_starts_a_service_once_what_it_needs_is_ready_and_the_others_meanwhile(home, monkeypatch):
+def test_up_starts_a_service_once_what_it_needs_is_ready_and_the_others_meanwhile(home, monkeypatch, capsys):
     settings, layout = home
     probes = {"slow": ReadyAfter(1.5), "needs_slow": ReadyAfter(0), "free": ReadyAfter(0)}
     services = {"slow": sleeper("slow", probes["slow"]), "needs_slow": sleeper("needs_slow", probes["needs_slow"], ("slow",)),
@@ -136,6 +136,10 @@ def test_up_starts_a_service_once_what_it_needs_is_ready_and_the_others_meanwhil
     monkeypatch.setattr(launcher, "SERVICES", services)
     try:
         assert launcher.up(settings, layout, ["needs_slow", "free"]) == ["slow", "needs_slow", "free"]
+        capsys.readouterr()
+        assert launcher.up(settings, layout, ["needs_slow"]) == []
+        again = capsys.readouterr().out.splitlines()
+        assert [line.split("(")[0] for line in again] == ["up: needs_slow already running "], "a running dependency nobody named is not mentioned"
     finally:
         launcher.down(settings, layout)
     assert probes["free"].ready_at < probes["slow"].ready_at, "free waited for slow, which it does not need"
