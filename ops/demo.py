@@ -1,9 +1,9 @@
 """The main job: the whole pipeline end to end on the embedded stack, in one command.
 
 Starts what is not running (Kafka, the registry, Cassandra, the local data
-source unless DATASOURCE_URL points elsewhere, Airflow), says what earlier
-runs left on the stack, applies the Cassandra schema, registers the Avro
-schemas, starts the Spark streaming job, triggers the `user_stream` DAG
+source unless DATASOURCE_URL points elsewhere), says what earlier runs left
+on the stack, applies the Cassandra schema, registers the Avro schemas,
+starts Airflow and the Spark streaming job side by side, triggers the `user_stream` DAG
 through Airflow's REST API (the scheduler runs it, as it would from the UI),
 waits until every user the DAG published is in Cassandra, and prints a
 summary. The stack stays up for exploring; `make down` stops it.
