@@ -128,7 +128,8 @@ def start(settings: Settings, layout: Layout, service: Service, cancel: threadin
 
 def wait_ready(settings: StackSettings, layout: Layout, service: Service, pid: int, process: subprocess.Popen | None = None,
                cancel: threading.Event | None = None) -> str:
-    """Poll the service's probe until it answers; fail fast if the process dies."""
+    """Poll the service's probe until it answers; fail fast if the process dies, or when `cancel` is set."""
+    cancel = cancel or threading.Event()
     started = time.monotonic()
     last_progress = started
     reason = "not probed yet"
@@ -152,10 +153,8 @@ def wait_ready(settings: StackSettings, layout: Layout, service: Service, pid: i
         if time.monotonic() - last_progress >= PROGRESS_EVERY:
             print(f"up: {service.name:<10} waiting ({elapsed:.0f}s): {reason[:100]}", flush=True)
             last_progress = time.monotonic()
-        if cancel is not None and cancel.wait(1):
+        if cancel.wait(1):
             raise StackError(f"{service.name}: start interrupted; `make down` stops what was started")
-        if cancel is None:
-            time.sleep(1)
 
 
 def stop(settings: Settings, layout: Layout, service: Service) -> bool:
@@ -213,13 +212,12 @@ def _wait_ports_free(settings: StackSettings, service: Service, timeout: float =
 def up(settings: Settings, layout: Layout, names: list[str]) -> list[str]:
     """Start `names` and their dependencies; returns those this call started, dependencies first.
 
-    A dependency nobody named is mentioned only when it has to be started.
-
     Each service starts as soon as the services it depends on are ready, not
     after every service before it in the list: Cassandra's start-up overlaps
-    Kafka's and the registry's (the whole core: 41 s one after another, about
-    30 s so on 2 cores). A service whose dependency failed is not started;
-    the first failure in dependency order is raised, once every start ended.
+    Kafka's and the registry's (the whole core: 41 s one after another, 34 s
+    so on 2 cores). A service whose dependency failed is not started; the
+    first failure in dependency order is raised, once every start ended. A
+    dependency nobody named is mentioned only when it has to be started.
     """
     settings = for_launcher(settings)
     layout.make_dirs()
