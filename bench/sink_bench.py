@@ -39,6 +39,9 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -152,21 +155,48 @@ def interleaved(actions: dict[str, Any], truncate, repeats: int, warmup: int = 1
     return seconds
 
 
-def run_bench(records: int, repeats: int, master: str, warmup: int = WARMUP_ROUNDS) -> dict[str, Any]:
-    """Measure the three writes on one SparkSession; return the result record."""
+@dataclass
+class CachedBatch:
+    """The bench's users, read back once from Kafka and cached raw and decoded, on one SparkSession.
+
+    `job` is the stream job's own (its schema book knows the batch's ids),
+    so a bench can run its foreachBatch function on `raw`.
+    """
+
+    spark: Any
+    settings: Settings
+    job: Any  # spark.stream_job.UserStreamJob
+    raw: Any  # DataFrame: the Kafka source's columns
+    snapshot: Any  # spark.registry.SchemaSnapshot of the batch's schema ids
+    decoded: Any  # DataFrame: the good rows, pre-decoded
+
+    def truncate(self) -> None:
+        with cassandra_schema.connect(self.settings) as session:
+            session.execute(f"TRUNCATE {self.settings.cassandra_keyspace}.{self.settings.cassandra_table}")
+
+    def connector_write(self, rows: Any, options: dict[str, str]) -> None:
+        """The bare connector write of `rows` into the corner's table."""
+        from spark.sink import CASSANDRA_FORMAT
+
+        s = self.settings
+        (rows.write.format(CASSANDRA_FORMAT).options(keyspace=s.cassandra_keyspace, table=s.cassandra_table)
+         .options(**options).mode("append").save())
+
+
+@contextmanager
+def cached_batch(records: int, name: str, master: str) -> Iterator[CachedBatch]:
+    """Produce `records` users into a private corner and cache them; the session and the corner go at the end."""
     from pyspark import StorageLevel
 
     from spark.decode import decode, good_rows, with_header
     from spark.kafka_options import kafka_options
     from spark.session import build_spark_session
-    from spark.sink import CASSANDRA_FORMAT, CassandraSink
     from spark.stream_job import JobOptions, UserStreamJob
 
-    base = load_settings()
-    with BenchCorner(base) as corner, tempfile.TemporaryDirectory(prefix="sink-bench-") as tmp:
+    with BenchCorner(load_settings()) as corner, tempfile.TemporaryDirectory(prefix=f"{name}-") as tmp:
         s = corner.settings
         corner.produce(records)
-        spark = build_spark_session(s, "sink-bench", master=master)
+        spark = build_spark_session(s, name, master=master)
         spark.sparkContext.setLogLevel("WARN")
         try:
             raw = (
@@ -180,30 +210,30 @@ def run_bench(records: int, repeats: int, master: str, warmup: int = WARMUP_ROUN
             snapshot, _ = job.book.update(sorted(r.schema_id for r in with_header(raw).select("schema_id").distinct().collect()))
             decoded = good_rows(decode(with_header(raw), snapshot)).persist(StorageLevel.MEMORY_ONLY)
             assert decoded.count() == records, "the bench records must all decode"
-            sink = CassandraSink(s)
-
-            def truncate() -> None:
-                with cassandra_schema.connect(s) as session:
-                    session.execute(f"TRUNCATE {s.cassandra_keyspace}.{s.cassandra_table}")
-
-            def connector_write(options: dict[str, str]) -> None:
-                (decoded.write.format(CASSANDRA_FORMAT).options(keyspace=s.cassandra_keyspace, table=s.cassandra_table)
-                 .options(**options).mode("append").save())
-
-            batch_ids = iter(range(10_000))
-            results = interleaved({
-                "pipeline": lambda: job.process_batch(raw, next(batch_ids)),
-                "sink": lambda: sink.write(decoded),
-                "ceiling": lambda: connector_write({}),
-                # The connector with the job's own write tuning (concurrent writes): its best here.
-                "ceiling_tuned": lambda: connector_write(sink.write_options()),
-            }, truncate, repeats, warmup)
-            with cassandra_schema.connect(s) as session:
-                landed = session.execute(f"SELECT count(*) FROM {s.cassandra_keyspace}.{s.cassandra_table}").one()[0]
-            assert landed == records, f"{landed} rows landed, expected {records}"
-            cores = spark.sparkContext.defaultParallelism
+            yield CachedBatch(spark, s, job, raw, snapshot, decoded)
         finally:
             spark.stop()
+
+
+def run_bench(records: int, repeats: int, master: str, warmup: int = WARMUP_ROUNDS) -> dict[str, Any]:
+    """Measure the three writes on one SparkSession; return the result record."""
+    from spark.sink import CassandraSink
+
+    with cached_batch(records, "sink-bench", master) as batch:
+        s, decoded = batch.settings, batch.decoded
+        sink = CassandraSink(s)
+        batch_ids = iter(range(10_000))
+        results = interleaved({
+            "pipeline": lambda: batch.job.process_batch(batch.raw, next(batch_ids)),
+            "sink": lambda: sink.write(decoded),
+            "ceiling": lambda: batch.connector_write(decoded, {}),
+            # The connector with the job's own write tuning (concurrent writes): its best here.
+            "ceiling_tuned": lambda: batch.connector_write(decoded, sink.write_options()),
+        }, batch.truncate, repeats, warmup)
+        with cassandra_schema.connect(s) as session:
+            landed = session.execute(f"SELECT count(*) FROM {s.cassandra_keyspace}.{s.cassandra_table}").one()[0]
+        assert landed == records, f"{landed} rows landed, expected {records}"
+        cores = batch.spark.sparkContext.defaultParallelism
     medians = {name: statistics.median(times) for name, times in results.items()}
     best = min(medians["ceiling"], medians["ceiling_tuned"])  # the faster connector write is the ceiling
     return {

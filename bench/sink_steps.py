@@ -26,16 +26,13 @@ import argparse
 import datetime as dt
 import statistics
 import sys
-import tempfile
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import psutil
 
 from bench.report import write_result
-from bench.sink_bench import WARMUP_ROUNDS, BenchCorner, interleaved
-from core import cassandra_schema
+from bench.sink_bench import WARMUP_ROUNDS, cached_batch, interleaved
 from core.processes import read_pid_file
 from core.settings import load_settings
 from stack.layout import Layout
@@ -85,52 +82,26 @@ def step_frames(raw, snapshot, partitions) -> dict[str, Callable[[], Any]]:
 
 def run_steps(records: int, repeats: int, warmup: int) -> dict[str, Any]:
     """Time every step's write, round-robin; return the result record."""
-    from pyspark import StorageLevel
-
-    from spark.decode import decode, good_rows, with_header
-    from spark.kafka_options import kafka_options
-    from spark.session import build_spark_session
-    from spark.sink import CASSANDRA_FORMAT, CassandraSink
-    from spark.stream_job import JobOptions, UserStreamJob
+    from spark.sink import CassandraSink
 
     base = load_settings()
     clock = CpuClock(read_pid_file(Layout(base.stack_home).pidfile("cassandra")))
-    with BenchCorner(base) as corner, tempfile.TemporaryDirectory(prefix="sink-steps-") as tmp:
-        s = corner.settings
-        corner.produce(records)
-        spark = build_spark_session(s, "sink-steps", master=base.spark_master)
-        spark.sparkContext.setLogLevel("WARN")
-        try:
-            raw = (spark.read.format("kafka").options(**kafka_options(s)).option("subscribe", s.users_topic)
-                   .option("startingOffsets", "earliest").option("endingOffsets", "latest").option("includeHeaders", "true")
-                   .load().persist(StorageLevel.MEMORY_ONLY))
-            assert raw.count() == records, "not every produced record was read back"
-            book = UserStreamJob(spark, s, JobOptions.from_settings(s, checkpoint=str(Path(tmp) / "checkpoint"))).book
-            book.load_reader()
-            snapshot, _ = book.update(sorted(r.schema_id for r in with_header(raw).select("schema_id").distinct().collect()))
-            cached = good_rows(decode(with_header(raw), snapshot)).persist(StorageLevel.MEMORY_ONLY)
-            assert cached.count() == records, "the bench records must all decode"
-            partitions = frozenset((r.topic, r.partition) for r in raw.select("topic", "partition").distinct().collect())
-            frames = {STEPS[0]: lambda: cached, **step_frames(raw, snapshot, partitions)}
-            options = CassandraSink(s).write_options()
-            cpu: dict[str, list[tuple[float, float]]] = {name: [] for name in frames}
+    with cached_batch(records, "sink-steps", base.spark_master) as batch:
+        raw = batch.raw
+        partitions = frozenset((r.topic, r.partition) for r in raw.select("topic", "partition").distinct().collect())
+        frames = {STEPS[0]: lambda: batch.decoded, **step_frames(raw, batch.snapshot, partitions)}
+        options = CassandraSink(batch.settings).write_options()
+        cpu: dict[str, list[tuple[float, float]]] = {name: [] for name in frames}
 
-            def write(name: str) -> Callable[[], None]:
-                def action() -> None:
-                    before = clock.read()
-                    (frames[name]().write.format(CASSANDRA_FORMAT).options(keyspace=s.cassandra_keyspace, table=s.cassandra_table)
-                     .options(**options).mode("append").save())
-                    after = clock.read()
-                    cpu[name].append((after[0] - before[0], after[1] - before[1]))
-                return action
+        def write(name: str) -> Callable[[], None]:
+            def action() -> None:
+                before = clock.read()
+                batch.connector_write(frames[name](), options)
+                after = clock.read()
+                cpu[name].append((after[0] - before[0], after[1] - before[1]))
+            return action
 
-            def truncate() -> None:
-                with cassandra_schema.connect(s) as session:
-                    session.execute(f"TRUNCATE {s.cassandra_keyspace}.{s.cassandra_table}")
-
-            seconds = interleaved({name: write(name) for name in frames}, truncate, repeats, warmup)
-        finally:
-            spark.stop()
+        seconds = interleaved({name: write(name) for name in frames}, batch.truncate, repeats, warmup)
     return summary(records, repeats, warmup, seconds, {name: values[warmup:] for name, values in cpu.items()})
 
 
