@@ -15,6 +15,9 @@ from confluent_kafka import Consumer, Producer
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
+from core import cassandra_schema
+from stack.layout import Layout
+
 pytestmark = pytest.mark.integration
 
 
@@ -85,6 +88,25 @@ def test_cassandra_keyspace_table_insert_select(settings):
     finally:
         session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}")
         cluster.shutdown()
+
+
+def test_cassandra_keeps_no_snapshot_of_truncated_or_dropped_tables(settings):
+    """stack/conf/cassandra.yaml sets auto_snapshot off: benches truncate and drop tables on every run."""
+    data = Layout(settings.stack_home).data("cassandra") / "data"
+    if not data.is_dir():
+        pytest.skip(f"{data} is not here: Cassandra is not the embedded stack's")
+    keyspace = f"test_{uuid.uuid4().hex[:10]}"
+    with cassandra_schema.connect(settings) as session:
+        session.execute(f"CREATE KEYSPACE {keyspace} WITH replication = {{'class': 'SimpleStrategy', 'replication_factor': 1}}")
+        try:
+            session.execute(f"CREATE TABLE {keyspace}.people (id uuid PRIMARY KEY, name text)")
+            session.execute(f"INSERT INTO {keyspace}.people (id, name) VALUES (%s, %s)", (uuid.uuid4(), "Zoë"))
+            session.execute(f"TRUNCATE {keyspace}.people")
+            session.execute(f"INSERT INTO {keyspace}.people (id, name) VALUES (%s, %s)", (uuid.uuid4(), "Zoë"))
+        finally:
+            session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}")
+    assert (data / keyspace).is_dir(), "the keyspace's directory should stay until the node cleans it up"
+    assert sorted(path.relative_to(data) for path in (data / keyspace).rglob("snapshots")) == []
 
 
 @pytest.mark.spark
