@@ -1,4 +1,4 @@
-"""Small statistics for the load bench: percentiles with not-yet-landed rows, landing rate, lag trend, CPU share."""
+"""Small statistics for the benches: percentiles with not-yet-landed rows, landing rate, lag trend, CPU share, paired ratios."""
 
 from __future__ import annotations
 
@@ -54,3 +54,19 @@ def resources(samples: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
               for name, g in groups.items()}
     result["load average (1 min)"] = {"mean": round(statistics.mean(s["load_average_1m"] for s in samples), 1)}
     return result
+
+
+def paired_ratio(measured: list[float], baseline: list[float]) -> dict[str, float]:
+    """baseline / measured seconds, round by round: the median, lowest and highest of the per-round ratios.
+
+    Why paired: each round of bench.sink_bench.interleaved runs every write
+    back to back, and on the shared 2-core machine the whole round drifts
+    (Cassandra's flushes and JIT, other processes): the same connector write
+    took 7,600 rows/s in one run and 14,600 in another. A ratio within a
+    round cancels most of that; a ratio of two medians of five can pair a
+    fast round with a slow one.
+    """
+    if not measured or len(measured) != len(baseline):
+        raise ValueError(f"paired ratio needs as many baseline runs as measured ones: {len(baseline)} vs {len(measured)}")
+    ratios = [base / seconds for seconds, base in zip(measured, baseline)]
+    return {"median": round(statistics.median(ratios), 3), "min": round(min(ratios), 3), "max": round(max(ratios), 3)}

@@ -1,4 +1,4 @@
-"""The load bench's arithmetic: percentiles with unlanded rows, the landing rate, the lag trend, CPU shares."""
+"""The benches' arithmetic: percentiles with unlanded rows, the landing rate, the lag trend, CPU shares, paired ratios."""
 
 from __future__ import annotations
 
@@ -45,3 +45,14 @@ def test_resources_are_cores_busy_and_peak_memory():
     used = stats.resources(samples)
     assert used["stream job"] == {"cores": 1.5, "rss_mb_max": 104}
     assert used["load average (1 min)"] == {"mean": 2.0}
+
+
+def test_paired_ratio_is_taken_round_by_round():
+    # Round 2 is slow for both writes: paired, it still gives 0.5; the ratio of the medians would give 0.4.
+    measured, baseline = [2.0, 10.0, 2.5], [1.0, 5.0, 1.0]
+    assert stats.paired_ratio(measured, baseline) == {"median": 0.5, "min": 0.4, "max": 0.5}
+
+
+def test_paired_ratio_refuses_unpaired_runs():
+    with pytest.raises(ValueError, match="as many baseline runs"):
+        stats.paired_ratio([1.0, 2.0], [1.0])
