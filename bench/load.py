@@ -47,6 +47,7 @@ from bench.job import StreamJob
 from bench.monitor import Monitor
 from bench.size import segment_bytes
 from bench.users import fetch_pool, fresh_users
+from bench.yardstick import fastavro_users_per_second
 from core import cassandra_schema
 from core.settings import REPO_ROOT, Settings, load_settings
 from producer import publish as publish_stage
@@ -57,6 +58,7 @@ from spark.progress import progress_path
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
 DEFAULT_STEPS = (500, 1000, 2000, 4000, 8000)
 REACHED = 0.9  # a step counts only if the publisher offered at least this share of its rate
+YARDSTICK_USERS = 5000  # users the CPU yardstick serializes per pass (about 0.15 s here)
 
 
 def paced(users: Iterator[User], rate: float, duration: float, ids: list[str]) -> Iterator[tuple[None, User]]:
@@ -170,6 +172,7 @@ def run_load(args: argparse.Namespace, base: Settings, stamp: str) -> dict[str, 
             BenchCorner(base, "load", Path(scratch)) as corner:
         s = corner.settings
         pool = fetch_pool(s, args.pool)
+        yardstick = fastavro_users_per_second(pool[:YARDSTICK_USERS])  # before the job starts: the machine alone
         publisher = Publisher(s, corner.subject)
         with StreamJob(corner.job_env(), log_path, job_args, dict(args.job_conf)) as job:
             job.wait_started(args.start_timeout)
@@ -202,6 +205,8 @@ def run_load(args: argparse.Namespace, base: Settings, stamp: str) -> dict[str, 
                      "drain_timeout": args.drain_timeout, "job_args": job_args, "job_conf": dict(args.job_conf),
                      "trigger": args.trigger or base.spark_trigger_interval},
         "corner": {"topic": s.users_topic, "keyspace": s.cassandra_keyspace, "subject": corner.subject},
+        # This machine's speed at the start (bench/yardstick.py): compare two runs' steps only beside it.
+        "yardstick_fastavro_users_per_s": yardstick,
         "steps": summaries,
         "skipped_steps": skipped,
         "highest_sustained_users_per_s": max(sustained) if sustained else None,
@@ -214,7 +219,8 @@ def render(result: dict[str, Any]) -> str:
     """The result as a text table, one line per step."""
     head = (f"{'offered':>8} {'published':>10} {'landed/s':>9} {'p50 s':>7} {'p95 s':>7} {'p99 s':>7} "
             f"{'lag end':>8} {'lag +/s':>8} {'drain s':>8} {'job cores':>9} {'pub cores':>9} {'all cores':>9} {'load':>5}  verdict")
-    lines = [f"load bench: {result['settings']['duration_seconds']:.0f} s steps, trigger {result['settings']['trigger']}", head]
+    lines = [f"load bench: {result['settings']['duration_seconds']:.0f} s steps, trigger {result['settings']['trigger']}; "
+             f"machine yardstick: fastavro {result.get('yardstick_fastavro_users_per_s') or 0:,.0f} users/s", head]
     show = lambda v, fmt: "-" if v is None else format(v, fmt)  # noqa: E731
     for step in result["steps"]:
         f, res = step["freshness_seconds"], step["resources"]

@@ -82,6 +82,7 @@ def test_a_short_load_run_lands_every_user_and_leaves_nothing_behind():
                             "--drain-timeout", "240", "--trigger", "1 second"])
     result = load.run_load(args, load_settings(), "test")
     [only] = result["steps"]
+    assert result["yardstick_fastavro_users_per_s"] > 1_000
     assert only["published"] >= 700 and only["landed"] == only["published"] and only["missing"] == 0
     assert 0 < only["freshness_seconds"]["p50"] <= only["freshness_seconds"]["p95"] <= only["freshness_seconds"]["p99"]
     assert only["batches"] and sum(b["rows_written"] for b in only["batches"]) >= only["published"] - 100
