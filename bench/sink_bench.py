@@ -27,8 +27,7 @@ batch against the connector writing the same rows pre-decoded, as it comes;
 the connector with the job's write options, its best tuning here, is the
 second ratio. The pipeline's own gain from those options counts, as the
 issue asks for the connector's write settings to be tuned.
-Results are printed as a
-table and written to bench/results/sink_bench-<UTC time>.json.
+Results: two tables (rows/s, ratios) and bench/results/sink_bench-<UTC time>.json.
 """
 
 from __future__ import annotations
@@ -259,7 +258,7 @@ def run_bench(records: int, repeats: int, master: str, warmup: int = WARMUP_ROUN
         "seconds": results,
         "rows_per_second": {name: round(records / sec, 1) for name, sec in medians.items()},
         "write_options": CassandraSink(load_settings()).write_options(),
-        # Issue 10's target: the job's batch against the connector writing the same rows pre-decoded, as it comes.
+        # RATIOS' first is issue 10's target: the job's batch against the connector writing the rows as it comes.
         "ratios": {name: paired_ratio(results[measured], results[baseline]) for name, (measured, baseline) in RATIOS.items()},
         "best_tuned_connector_rows_per_second": round(records / min(medians["ceiling"], medians["ceiling_tuned"]), 1),
     }
