@@ -18,7 +18,7 @@ import time
 
 import fastavro
 
-from core.subjects import SCHEMAS_DIR
+from core.subjects import USER_SCHEMA_FILE
 from producer.user import User, avro_fields
 
 REPEATS = 5
@@ -28,7 +28,7 @@ def fastavro_users_per_second(users: list[User], repeats: int = REPEATS) -> floa
     """Users/s of fastavro.schemaless_writer over `users` with the project's schema: the median of `repeats` passes."""
     if not users:
         raise ValueError("the yardstick needs users to serialize")
-    schema = fastavro.parse_schema(json.loads((SCHEMAS_DIR / "user.avsc").read_text(encoding="utf-8")))
+    schema = fastavro.parse_schema(json.loads(USER_SCHEMA_FILE.read_text(encoding="utf-8")))
     records = [avro_fields(user) for user in users]
     seconds = []
     for _ in range(repeats):

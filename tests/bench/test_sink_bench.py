@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from bench.sink_bench import RATIOS, TARGET_RATIO, render
-from bench.stats import paired_ratio
+from bench.sink_bench import TARGET_RATIO, TUNED_RATIO, paired_ratios, render
 
 
 def test_render_names_the_target_ratio_and_the_tuned_one():
@@ -11,9 +10,10 @@ def test_render_names_the_target_ratio_and_the_tuned_one():
     result = {
         "records": 20000, "repeats": 2, "warmup_rounds": 3, "spark_master": "local[3]",
         "rows_per_second": {name: 20000 / sorted(times)[0] for name, times in seconds.items()},
-        "ratios": {name: paired_ratio(seconds[measured], seconds[baseline]) for name, (measured, baseline) in RATIOS.items()},
+        "ratios": paired_ratios(seconds),
     }
     text = render(result)
     assert result["ratios"][TARGET_RATIO] == {"median": 0.825, "min": 0.75, "max": 0.9}
     assert "pipeline / connector (target >= 0.8)" in text and "0.82" in text
+    assert result["ratios"][TUNED_RATIO] == {"median": 0.5, "min": 0.5, "max": 0.5}
     assert "pipeline / connector with the job's write options" in text and "0.50" in text
