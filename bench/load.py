@@ -12,7 +12,13 @@ checkpoint, consumer group; all removed afterwards):
      them (bench/users.py); each published record is a pool user with a new
      id, so every record is its own Cassandra row;
   2. start the real job, `python -m spark.stream_job`, as a subprocess on
-     the corner's names, and warm it up with a first batch;
+     the corner's names, and warm it up: a first batch, then a warm-up step
+     at the first step's rate (--warmup-seconds), measured and shown like a
+     step but never judged. Why: right after a start, Cassandra's and the
+     job's JVMs still compile their hot code, and on 2 cores that competes
+     with the work (batches of 9,000 rows took 9 s for the first 30 s of a
+     step at 1,000 users/s, then 0.6 s); a step should measure the stream
+     running, and the warm-up row shows what a cold start costs;
   3. for each step: publish at the offered rate for the step's duration
      through the project's publisher (producer.publish: AvroSerializer,
      idempotent producer, delivery reports), while bench/monitor.py samples
@@ -163,6 +169,25 @@ def summarize_step(step: dict[str, Any], rows: dict[str, tuple[float, float]], l
     }
 
 
+def run_steps(args: argparse.Namespace, pool: list[User], publisher: Publisher, monitor: Monitor,
+              job: StreamJob) -> tuple[dict[str, Any] | None, list[dict[str, Any]], list[int]]:
+    """The warm-up step (None without one), the steps' raw records, and the rates skipped behind a backlog."""
+    offset, warmup, steps, skipped = args.warmup, None, [], []
+    if args.warmup_seconds:
+        print(f"warm-up: {args.steps[0]} users/s for {args.warmup_seconds:.0f} s ...", file=sys.stderr, flush=True)
+        warmup = run_step(args.steps[0], args.warmup_seconds, pool, offset, publisher, monitor, job, args.drain_timeout)
+        offset += warmup["published"]
+    for rate in args.steps:
+        previous = steps[-1] if steps else warmup
+        if previous is not None and previous["drain_seconds"] is None:
+            skipped.append(rate)  # the backlog of the last step would pollute this one
+            continue
+        print(f"step: {rate} users/s for {args.duration:.0f} s ...", file=sys.stderr, flush=True)
+        steps.append(run_step(rate, args.duration, pool, offset, publisher, monitor, job, args.drain_timeout))
+        offset += steps[-1]["published"]
+    return warmup, steps, skipped
+
+
 def run_load(args: argparse.Namespace, base: Settings, stamp: str) -> dict[str, Any]:
     """The whole run; returns the result record (without writing it)."""
     job_args = [*(["--trigger", args.trigger] if args.trigger else []),
@@ -182,31 +207,29 @@ def run_load(args: argparse.Namespace, base: Settings, stamp: str) -> dict[str, 
                 if wait_drained(monitor, job, time.time(), args.start_timeout) is None:
                     raise RuntimeError(f"the job did not write the {args.warmup} warm-up users in {args.start_timeout:.0f} s; "
                                        f"see {log_path}")
-                steps, skipped, offset = [], [], args.warmup
-                for rate in args.steps:
-                    if steps and steps[-1]["drain_seconds"] is None:
-                        skipped.append(rate)  # the backlog of the last step would pollute this one
-                        continue
-                    print(f"step: {rate} users/s for {args.duration:.0f} s ...", file=sys.stderr, flush=True)
-                    steps.append(run_step(rate, args.duration, pool, offset, publisher, monitor, job, args.drain_timeout))
-                    offset += steps[-1]["published"]
+                warmup, steps, skipped = run_steps(args, pool, publisher, monitor, job)
                 batches = dict(monitor.batches)
             rows = landed_rows(s)
             topic_bytes = segment_bytes(s.stack_home / "data" / "kafka", s.users_topic)
-    ends = [step["started"] for step in steps[1:]] + [time.time()]
-    summaries = [summarize_step(step, rows, args, batches, end) for step, end in zip(steps, ends)]
+    measured = ([warmup] if warmup else []) + steps
+    ends = [step["started"] for step in measured[1:]] + [time.time()]
+    summaries = [summarize_step(step, rows, args, batches, end) for step, end in zip(measured, ends)]
+    warmup_summary = summaries.pop(0) if warmup else None
     sustained = [step["offered_users_per_s"] for step in summaries if step["sustained"]]
-    published = args.warmup + sum(step["published"] for step in summaries)
+    published = args.warmup + sum(step["published"] for step in ([warmup_summary] if warmup else []) + summaries)
     return {
         "benchmark": "load",
         "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "settings": {"steps": list(args.steps), "duration_seconds": args.duration, "pool": args.pool,
-                     "freshness_p95_limit": args.freshness_p95, "max_lag_growth": args.max_lag_growth,
+                     "warmup_seconds": args.warmup_seconds, "freshness_p95_limit": args.freshness_p95,
+                     "max_lag_growth": args.max_lag_growth,
                      "drain_timeout": args.drain_timeout, "job_args": job_args, "job_conf": dict(args.job_conf),
                      "trigger": args.trigger or base.spark_trigger_interval},
         "corner": {"topic": s.users_topic, "keyspace": s.cassandra_keyspace, "subject": corner.subject},
         # This machine's speed at the start (bench/yardstick.py): compare two runs' steps only beside it.
         "yardstick_fastavro_users_per_s": yardstick,
+        # Measured like a step, never judged: what a cold start costs (see the docstring).
+        "warmup": warmup_summary,
         "steps": summaries,
         "skipped_steps": skipped,
         "highest_sustained_users_per_s": max(sustained) if sustained else None,
@@ -222,14 +245,16 @@ def render(result: dict[str, Any]) -> str:
     lines = [f"load bench: {result['settings']['duration_seconds']:.0f} s steps, trigger {result['settings']['trigger']}; "
              f"machine yardstick: fastavro {result.get('yardstick_fastavro_users_per_s') or 0:,.0f} users/s", head]
     show = lambda v, fmt: "-" if v is None else format(v, fmt)  # noqa: E731
-    for step in result["steps"]:
+    warmup = result.get("warmup")
+    for step in ([warmup] if warmup else []) + result["steps"]:
         f, res = step["freshness_seconds"], step["resources"]
         cores = lambda group: res.get(group, {}).get("cores", 0.0)  # noqa: E731
-        verdict = "sustained" if step["sustained"] else ", ".join(
+        verdict = "warm-up, not judged (JVMs compiling)" if step is warmup else "sustained" if step["sustained"] else ", ".join(
             why for ok, why in ((step["reached_offered_rate"], "publisher below rate"),
                                 (step["lag_bounded"], "lag grows"), (step["fresh_enough"], "too stale")) if not ok)
+        offered = f"w {step['offered_users_per_s']:,}" if step is warmup else f"{step['offered_users_per_s']:,}"
         lines.append(
-            f"{step['offered_users_per_s']:>8,} {step['published_users_per_s']:>10,.0f} {show(step['landed_rows_per_s'], ',.0f'):>9} "
+            f"{offered:>8} {step['published_users_per_s']:>10,.0f} {show(step['landed_rows_per_s'], ',.0f'):>9} "
             f"{show(f['p50'], '.2f'):>7} {show(f['p95'], '.2f'):>7} {show(f['p99'], '.2f'):>7} "
             f"{show(step['lag_at_end'], ','):>8} {step['lag_growth_per_s']:>8,.0f} {show(step['drain_seconds'], '.0f'):>8} "
             f"{cores('stream job'):>9.2f} {cores('bench publisher'):>9.2f} {cores('machine (all processes)'):>9.2f} "
@@ -261,7 +286,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="largest lag slope, as a share of the offered rate, a sustained step may have")
     parser.add_argument("--drain-timeout", type=float, default=300.0, help="seconds to wait for a step's backlog")
     parser.add_argument("--pool", type=int, default=20_000, help="distinct users fetched from the data source")
-    parser.add_argument("--warmup", type=int, default=2000, help="users written before the first step")
+    parser.add_argument("--warmup", type=int, default=2000, help="users written at once before the first step")
+    parser.add_argument("--warmup-seconds", type=float, default=60.0,
+                        help="then a warm-up step at the first step's rate, measured but not judged (default 60; "
+                             "--quick 15; 0: none)")
     parser.add_argument("--trigger", help='the job\'s micro-batch interval, e.g. "1 second" (default: SPARK_TRIGGER_INTERVAL)')
     parser.add_argument("--max-offsets-per-trigger", type=int, help="passed to the job")
     parser.add_argument("--job-conf", type=conf_pair, action="append", default=[], metavar="spark.KEY=VALUE",
@@ -270,8 +298,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.quick:
         args.duration, args.drain_timeout = 15.0, min(args.drain_timeout, 120.0)
+        args.warmup_seconds = min(args.warmup_seconds, 15.0)
     if not args.steps or min(args.steps) < 1 or args.duration < 5 or args.pool < 100:
         parser.error("--steps must be positive rates, --duration >= 5 s and --pool >= 100")
+    if args.warmup_seconds and args.warmup_seconds < 5:
+        parser.error("--warmup-seconds must be 0 (no warm-up step) or >= 5 s")
     return args
 
 

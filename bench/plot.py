@@ -20,6 +20,10 @@ def plot_load(result: dict[str, Any], path: Path) -> Path:
     for name, marker in (("p50", "o"), ("p95", "s"), ("p99", "^")):
         values = [s["freshness_seconds"][name] for s in steps]
         fresh.plot(offered, [float("nan") if v is None else v for v in values], marker=marker, label=name)
+    warmup = result.get("warmup")
+    if warmup and warmup["freshness_seconds"]["p95"] is not None:
+        fresh.plot([warmup["offered_users_per_s"]], [warmup["freshness_seconds"]["p95"]], marker="x", linestyle="none",
+                   color="black", label="p95 in the warm-up (cold JVMs)")
     fresh.axhline(result["settings"]["freshness_p95_limit"], color="grey", linestyle="--", label="p95 limit")
     fresh.set(xscale="log", yscale="log", xlabel="offered users/s", ylabel="freshness (s): WRITETIME - Kafka timestamp",
               title="Freshness per step")

@@ -67,6 +67,33 @@ def test_rows_that_never_landed_make_the_high_percentiles_unknown():
     assert summary["freshness_seconds"]["p95"] is None and not summary["sustained"]
 
 
+def test_the_warm_up_runs_at_the_first_rate_and_a_backlog_it_leaves_skips_every_step(monkeypatch):
+    runs = []
+
+    def fake_step(rate, duration, pool, offset, *_):
+        runs.append((rate, duration, offset))
+        return {"published": 10, "drain_seconds": None if duration == 7 else 1.0}
+
+    monkeypatch.setattr(load, "run_step", fake_step)
+    args = load.parse_args(["--steps", "300,600", "--duration", "20", "--warmup-seconds", "9", "--warmup", "50"])
+    warmup, steps, skipped = load.run_steps(args, [], None, None, None)
+    assert runs == [(300, 9, 50), (300, 20, 60), (600, 20, 70)] and len(steps) == 2 and not skipped
+    runs.clear()
+    warmup, steps, skipped = load.run_steps(load.parse_args(["--steps", "300,600", "--warmup-seconds", "7"]), [], None, None, None)
+    assert runs == [(300, 7, 2000)] and warmup["drain_seconds"] is None and steps == [] and skipped == [300, 600]
+
+
+def test_the_warm_up_is_shown_but_never_judged():
+    warm = load.summarize_step(step(995, 0.0, 4.0, IDS), landed(9.0), LIMITS, {}, 100.0)
+    kept = load.summarize_step(step(995, 0.0, 4.0, IDS), landed(1.0), LIMITS, {}, 100.0)
+    result = {"settings": {"duration_seconds": 60, "trigger": "1 second", "freshness_p95_limit": 3.0, "drain_timeout": 300},
+              "warmup": warm, "steps": [kept], "skipped_steps": [], "highest_sustained_users_per_s": 1000,
+              "topic_bytes_per_user": 180.0}
+    table = load.render(result).splitlines()
+    assert table[2].split()[:2] == ["w", "1,000"] and "warm-up, not judged" in table[2]
+    assert table[3].endswith("sustained")
+
+
 def test_job_conf_must_be_a_spark_setting():
     assert load.conf_pair("spark.cassandra.output.concurrent.writes=10") == ("spark.cassandra.output.concurrent.writes", "10")
     with pytest.raises(argparse.ArgumentTypeError):
@@ -78,12 +105,16 @@ def test_job_conf_must_be_a_spark_setting():
 def test_a_short_load_run_lands_every_user_and_leaves_nothing_behind():
     """One 8 s step at 100 users/s through the real job: every published user landed, freshness measured, cleaned up."""
     before = {p.pid for p in psutil.Process().children(recursive=True)}
-    args = load.parse_args(["--steps", "100", "--duration", "8", "--pool", "300", "--warmup", "100",
+    args = load.parse_args(["--steps", "100", "--duration", "6", "--warmup-seconds", "5", "--pool", "300", "--warmup", "100",
                             "--drain-timeout", "240", "--trigger", "1 second"])
     result = load.run_load(args, load_settings(), "test")
     [only] = result["steps"]
+    warmup = result["warmup"]
     assert result["yardstick_fastavro_users_per_s"] > 1_000
-    assert only["published"] >= 700 and only["landed"] == only["published"] and only["missing"] == 0
+    assert warmup["offered_users_per_s"] == 100 and warmup["published"] >= 400 and warmup["landed"] == warmup["published"]
+    assert warmup["ended"] <= only["started"], "the warm-up runs before the first step"
+    assert result["topic_bytes_per_user"] and "w 100" in load.render(result)
+    assert only["published"] >= 500 and only["landed"] == only["published"] and only["missing"] == 0
     assert 0 < only["freshness_seconds"]["p50"] <= only["freshness_seconds"]["p95"] <= only["freshness_seconds"]["p99"]
     assert only["batches"] and sum(b["rows_written"] for b in only["batches"]) >= only["published"] - 100
     assert only["resources"]["stream job"]["rss_mb_max"] > 100, "the job's process tree was sampled"

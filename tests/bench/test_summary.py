@@ -14,6 +14,7 @@ def test_summary_gives_each_bench_its_ratio():
         "size": {"bytes_per_user": {"avro-lz4": 230.0, "avro-zstd": 180.0, "seed json": 1000.0},
                  "ratio_to_seed_json": {"avro-lz4": 0.23, "avro-zstd": 0.18, "seed json": 1.0}},
         "load": {"highest_sustained_users_per_s": 500,
+                 "warmup": {"offered_users_per_s": 1000, "freshness_seconds": {"p95": 12.0}},
                  "steps": [{"offered_users_per_s": 1000, "freshness_seconds": {"p95": 6.0}}]},
     }
     ratios = {name: ratio for name, _, _, ratio in summary_rows(results)}
@@ -25,7 +26,9 @@ def test_summary_gives_each_bench_its_ratio():
         "bytes per user, lz4 (today) / seed JSON": "0.23",
         "sustained users/s / 3,000": "0.17",
         "p95 freshness at 1,000 users/s / 3 s": "2.00",
+        "p95 freshness in the warm-up (1,000 users/s, cold JVMs)": "-",
     }
+    assert "12.00 s" in render_summary(results), "the warm-up is shown, not judged"
     assert "avro-zstd" in render_summary(results)
 
 
