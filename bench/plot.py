@@ -9,7 +9,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # no display: render to a file
 import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import NullLocator  # noqa: E402
+from matplotlib.ticker import NullLocator, StrMethodFormatter  # noqa: E402
 
 
 def plot_load(result: dict[str, Any], path: Path) -> Path:
@@ -36,6 +36,9 @@ def plot_load(result: dict[str, Any], path: Path) -> Path:
     for axis in (fresh, rate):
         axis.set_xticks(offered, [f"{o:,}" for o in offered])
         axis.xaxis.set_minor_locator(NullLocator())
+        # Plain numbers on the log axes (2 and 3, not 2×10⁰ and 3×10⁰).
+        axis.yaxis.set_major_formatter(StrMethodFormatter("{x:,.0f}" if axis is rate else "{x:g}"))
+        axis.yaxis.set_minor_formatter(StrMethodFormatter("{x:,.0f}" if axis is rate else "{x:g}"))
     best = result["highest_sustained_users_per_s"]
     fig.suptitle(f"userstream load bench ({result['settings']['duration_seconds']:.0f} s steps, trigger "
                  f"{result['settings']['trigger']}): " + (f"highest sustained {best:,} users/s" if best else "no step sustained"))
