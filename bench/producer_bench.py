@@ -14,8 +14,12 @@ One run, on a private topic and subject of the stack (deleted afterwards):
      fastavro.schemaless_writer behind the 5-byte Confluent header and handed
      to Producer.produce() in a plain loop, then flush(); the same producer
      settings, so only our code differs;
-Each is timed `--repeats` times; the median counts. The ratio pipeline/raw
-says how much throughput validation, the mapping and the serializer cost.
+Each round times the pipeline, then the raw loop, `--repeats` times (5).
+The rates are medians; the ratio pipeline/raw is paired round by round
+(bench/stats.py: the median of the rounds' ratios, lowest and highest
+beside it), since a round's two loops share the machine's state at that
+moment. It says how much throughput validation, the mapping and the
+serializer cost.
 Also reported: Avro bytes per user (payload, and with the header) against
 the same fields as JSON, and against the API's own JSON record.
 Results are printed as a table and written to bench/results/producer_bench-<UTC time>.json.
@@ -40,10 +44,12 @@ import fastavro
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 
+from bench.stats import paired_ratio
 from core.settings import REPO_ROOT, Settings, load_settings
+from core.subjects import USER_SCHEMA_FILE
 from producer import publish as publish_stage
 from producer.register import register_all
-from producer.registry import SCHEMAS_DIR, make_client
+from producer.registry import make_client
 from producer.transform import User, transform, user_to_avro
 from standin.randomuser import ALL_NATS, generate
 
@@ -124,7 +130,7 @@ def sizes(raws: list[dict], users: list[User], parsed_schema: Any) -> dict[str, 
 def run_bench(users: int, repeats: int, settings: Settings) -> dict[str, Any]:
     topic = f"bench-{uuid.uuid4().hex[:10]}"
     settings = settings.model_copy(update={"users_topic": topic, "dead_letter_topic": f"{topic}.dead_letter"})
-    [registration] = register_all(settings, [SCHEMAS_DIR / "user.avsc"])
+    [registration] = register_all(settings, [USER_SCHEMA_FILE])
     client = make_client(settings)
     admin = AdminClient(settings.kafka_config())
     publish_stage.ensure_topics(admin, {topic: settings.users_topic_partitions, f"{topic}-raw": settings.users_topic_partitions,
@@ -136,7 +142,7 @@ def run_bench(users: int, repeats: int, settings: Settings) -> dict[str, Any]:
         if not all(isinstance(u, User) for u in mapped):
             raise RuntimeError("the generator produced records the transform rejects; fix that first")
         avro_records = [user_to_avro(u) for u in mapped]
-        parsed_schema = fastavro.parse_schema(json.loads((SCHEMAS_DIR / "user.avsc").read_text()))
+        parsed_schema = fastavro.parse_schema(json.loads(USER_SCHEMA_FILE.read_text(encoding="utf-8")))
         serializer, registered = publish_stage.user_serializer(client, registration.subject, "latest")
         producer = publish_stage.make_producer(settings)
 
@@ -148,8 +154,6 @@ def run_bench(users: int, repeats: int, settings: Settings) -> dict[str, Any]:
         for _ in range(repeats):
             pipeline_s.append(run_pipeline(producer, serializer, raws, settings))
             raw_s.append(run_raw(producer, parsed_schema, registered.schema_id, avro_records, f"{topic}-raw"))
-        pipeline_rate = users / statistics.median(pipeline_s)
-        raw_rate = users / statistics.median(raw_s)
         return {
             "bench": "producer",
             "when": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -158,9 +162,7 @@ def run_bench(users: int, repeats: int, settings: Settings) -> dict[str, Any]:
             "repeats": repeats,
             "pipeline_seconds": pipeline_s,
             "raw_seconds": raw_s,
-            "pipeline_users_per_s": round(pipeline_rate),
-            "raw_users_per_s": round(raw_rate),
-            "ratio_pipeline_to_raw": round(pipeline_rate / raw_rate, 3),
+            **rates_and_ratio(users, pipeline_s, raw_s),
             "bytes_per_user": {k: round(v, 1) for k, v in sizes(raws, mapped, parsed_schema).items()},
             "schema_id": registered.schema_id,
         }
@@ -172,6 +174,17 @@ def run_bench(users: int, repeats: int, settings: Settings) -> dict[str, Any]:
         client.delete_subject(registration.subject, permanent=True)
 
 
+def rates_and_ratio(users: int, pipeline_s: list[float], raw_s: list[float]) -> dict[str, Any]:
+    """Median users/s of each loop, and pipeline/raw paired round by round (median, with the rounds' range)."""
+    ratio = paired_ratio(pipeline_s, raw_s)
+    return {
+        "pipeline_users_per_s": round(users / statistics.median(pipeline_s)),
+        "raw_users_per_s": round(users / statistics.median(raw_s)),
+        "ratio_pipeline_to_raw": ratio["median"],
+        "ratio_rounds": {"min": ratio["min"], "max": ratio["max"]},
+    }
+
+
 def _cpus() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
@@ -181,7 +194,8 @@ def render(result: dict[str, Any]) -> str:
     rows = [
         ("pipeline: transform + AvroSerializer + produce", f"{result['pipeline_users_per_s']:>10,} users/s"),
         ("raw: fastavro.schemaless_writer + produce", f"{result['raw_users_per_s']:>10,} users/s"),
-        ("ratio pipeline / raw", f"{result['ratio_pipeline_to_raw']:>10.2f}"),
+        ("ratio pipeline / raw, paired (median of rounds)", f"{result['ratio_pipeline_to_raw']:>10.2f}"),
+        ("  rounds, lowest to highest", f"{result['ratio_rounds']['min']:>10.2f} to {result['ratio_rounds']['max']:.2f}"),
         ("Avro payload per user", f"{size['avro_payload']:>10.1f} bytes"),
         ("Avro + 5-byte header per user", f"{size['avro_with_header']:>10.1f} bytes"),
         ("same fields as JSON per user", f"{size['json_same_fields']:>10.1f} bytes"),
@@ -189,7 +203,7 @@ def render(result: dict[str, Any]) -> str:
         ("API's JSON record per user", f"{size['api_json_record']:>10.1f} bytes"),
     ]
     width = max(len(name) for name, _ in rows)
-    lines = [f"producer bench: {result['users']:,} users, median of {result['repeats']}"]
+    lines = [f"producer bench: {result['users']:,} users, {result['repeats']} rounds"]
     lines += [f"  {name:<{width}}  {value}" for name, value in rows]
     return "\n".join(lines)
 
@@ -198,7 +212,7 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
     """Parse the flags, run, print the table, write the JSON; return the result."""
     parser = argparse.ArgumentParser(prog="python -m bench.producer_bench", description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=20000)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5, help="rounds, each timing both loops (default 5)")
     args = parser.parse_args(argv)
     if args.users < 500 or args.repeats < 1:
         parser.error("--users must be >= 500 and --repeats >= 1")
