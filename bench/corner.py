@@ -20,11 +20,11 @@ from confluent_kafka.schema_registry.error import SchemaRegistryError
 
 from core import cassandra_schema
 from core.settings import Settings
+from core.subjects import USER_SCHEMA_FILE
 from core.topics import ensure_pipeline_topics
 from producer.register import register_all
-from producer.registry import SCHEMAS_DIR, make_client
+from producer.registry import make_client
 
-USER_SCHEMA = SCHEMAS_DIR / "user.avsc"
 
 
 class BenchCorner:
@@ -51,7 +51,7 @@ class BenchCorner:
     def __enter__(self) -> BenchCorner:
         s = self.settings
         ensure_pipeline_topics(s)
-        [registration] = register_all(s, [USER_SCHEMA])
+        [registration] = register_all(s, [USER_SCHEMA_FILE])
         self.subject, self.schema_id = registration.subject, registration.schema_id
         if self.with_keyspace:
             with cassandra_schema.connect(s) as session:

@@ -51,7 +51,8 @@ from typing import Any
 from bench.report import write_result
 from bench.stats import paired_ratio
 from core import cassandra_schema
-from core.settings import REPO_ROOT, Settings, load_settings
+from core.settings import Settings, load_settings
+from core.subjects import USER_SCHEMA_FILE
 
 WARMUP_ROUNDS = 3
 TARGET_RATIO = "pipeline / connector"  # issue 10's sink target
@@ -62,7 +63,7 @@ RATIOS = {
     TUNED_RATIO: ("pipeline", "ceiling_tuned"),
     "sink / connector": ("sink", "ceiling"),
 }
-SCHEMA = json.loads((REPO_ROOT / "schemas" / "user.avsc").read_text(encoding="utf-8"))
+SCHEMA = json.loads(USER_SCHEMA_FILE.read_text(encoding="utf-8"))
 
 
 def bench_user(i: int) -> dict[str, Any]:
