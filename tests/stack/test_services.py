@@ -7,7 +7,10 @@ subject or table, so it can run beside other work on the same stack.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import uuid
+from pathlib import Path
 
 import pytest
 from cassandra.cluster import Cluster
@@ -107,6 +110,17 @@ def test_cassandra_keeps_no_snapshot_of_truncated_or_dropped_tables(settings):
             session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}")
     assert (data / keyspace).is_dir(), "the keyspace's directory should stay until the node cleans it up"
     assert sorted(path.relative_to(data) for path in (data / keyspace).rglob("snapshots")) == []
+
+
+def test_cassandra_exits_on_out_of_memory_instead_of_running_on(settings):
+    """A Cassandra that goes on after an OutOfMemoryError can corrupt data: the running JVM has the flag that stops it."""
+    pidfile = Layout(settings.stack_home).pidfile("cassandra")
+    if not pidfile.is_file():
+        pytest.skip(f"{pidfile} is not here: Cassandra is not the embedded stack's")
+    pid = int(pidfile.read_text().split()[0])
+    jcmd = Path(os.readlink(f"/proc/{pid}/exe")).with_name("jcmd")  # the JDK that runs it: the JVM itself answers
+    flags = subprocess.run([str(jcmd), str(pid), "VM.flags"], capture_output=True, text=True, timeout=60, check=True)
+    assert "-XX:+ExitOnOutOfMemoryError" in flags.stdout.split()
 
 
 @pytest.mark.spark
