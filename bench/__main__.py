@@ -64,14 +64,19 @@ def summary_rows(results: dict[str, dict[str, Any]]) -> list[tuple[str, str, str
         at_1000 = next((s for s in r["steps"] if s["offered_users_per_s"] == 1000), None)
         if at_1000:
             p95 = at_1000["freshness_seconds"]["p95"]
-            rows.append(("p95 freshness at 1,000 users/s / 3 s", "not all landed" if p95 is None else f"{p95:.2f} s",
+            rows.append(("p95 freshness at 1,000 users/s / 3 s", _seconds_or_unlanded(p95),
                          "3 s", "-" if p95 is None else f"{p95 / 3:.2f}"))
         warmup = r.get("warmup")
         if warmup:  # shown, not judged: the first seconds after the JVMs start
             p95 = warmup["freshness_seconds"]["p95"]
             rows.append((f"p95 freshness in the warm-up ({warmup['offered_users_per_s']:,} users/s, cold JVMs)",
-                         "not all landed" if p95 is None else f"{p95:.2f} s", "-", "-"))
+                         _seconds_or_unlanded(p95), "-", "-"))
     return rows
+
+
+def _seconds_or_unlanded(p95: float | None) -> str:
+    """A freshness percentile; None means rows that never landed, which no percentile can hide."""
+    return "not all landed" if p95 is None else f"{p95:.2f} s"
 
 
 def render_summary(results: dict[str, dict[str, Any]]) -> str:

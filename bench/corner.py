@@ -26,7 +26,6 @@ from producer.register import register_all
 from producer.registry import make_client
 
 
-
 class BenchCorner:
     """Private names for one benchmark run, created on enter and removed on exit."""
 

@@ -216,7 +216,7 @@ def run_load(args: argparse.Namespace, base: Settings, stamp: str) -> dict[str, 
     summaries = [summarize_step(step, rows, args, batches, end) for step, end in zip(measured, ends)]
     warmup_summary = summaries.pop(0) if warmup else None
     sustained = [step["offered_users_per_s"] for step in summaries if step["sustained"]]
-    published = args.warmup + sum(step["published"] for step in ([warmup_summary] if warmup else []) + summaries)
+    published = args.warmup + sum(step["published"] for step in measured)
     return {
         "benchmark": "load",
         "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),

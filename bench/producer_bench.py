@@ -45,6 +45,7 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 
 from bench.stats import paired_ratio
+from bench.yardstick import parsed_user_schema
 from core.settings import REPO_ROOT, Settings, load_settings
 from core.subjects import USER_SCHEMA_FILE
 from producer import publish as publish_stage
@@ -142,7 +143,7 @@ def run_bench(users: int, repeats: int, settings: Settings) -> dict[str, Any]:
         if not all(isinstance(u, User) for u in mapped):
             raise RuntimeError("the generator produced records the transform rejects; fix that first")
         avro_records = [user_to_avro(u) for u in mapped]
-        parsed_schema = fastavro.parse_schema(json.loads(USER_SCHEMA_FILE.read_text(encoding="utf-8")))
+        parsed_schema = parsed_user_schema()
         serializer, registered = publish_stage.user_serializer(client, registration.subject, "latest")
         producer = publish_stage.make_producer(settings)
 

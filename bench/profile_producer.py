@@ -36,8 +36,8 @@ import fastavro
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 from bench.corner import BenchCorner
+from bench.yardstick import parsed_user_schema
 from core.settings import REPO_ROOT, Settings, load_settings
-from core.subjects import USER_SCHEMA_FILE
 from producer import publish as publish_stage
 from producer import source as source_stage
 from producer.registry import make_client
@@ -73,7 +73,7 @@ def stage_times(settings: Settings, subject: str, schema_id: int, raws: list[dic
     ctx = SerializationContext(settings.users_topic, MessageField.VALUE)
     serializer(users[0], ctx)  # warm the registry cache
     seconds["AvroSerializer (to_dict + lookups + rules + fastavro)"], values = timed(lambda: [serializer(u, ctx) for u in users])
-    parsed = fastavro.parse_schema(json.loads(USER_SCHEMA_FILE.read_text(encoding="utf-8")))
+    parsed = parsed_user_schema()
     header = struct.pack(">bI", 0, schema_id)
 
     def schemaless() -> list[bytes]:

@@ -60,7 +60,8 @@ def paired_ratio(measured: list[float], baseline: list[float]) -> dict[str, floa
     """baseline / measured seconds, round by round: the median, lowest and highest of the per-round ratios.
 
     Why paired: each round of bench.sink_bench.interleaved runs every write
-    back to back (and each of bench.producer_bench's rounds both loops), and on the shared 2-core machine the whole round drifts
+    back to back (and each of bench.producer_bench's rounds both loops), and
+    on the shared 2-core machine the whole round drifts
     (Cassandra's flushes and JIT, other processes): the same connector write
     took 7,600 rows/s in one run and 14,600 in another. A ratio within a
     round cancels most of that; a ratio of two medians of five can pair a

@@ -15,6 +15,7 @@ import io
 import json
 import statistics
 import time
+from typing import Any
 
 import fastavro
 
@@ -24,11 +25,16 @@ from producer.user import User, avro_fields
 REPEATS = 5
 
 
+def parsed_user_schema() -> Any:
+    """schemas/user.avsc parsed by fastavro: what the raw loops and the yardstick write with."""
+    return fastavro.parse_schema(json.loads(USER_SCHEMA_FILE.read_text(encoding="utf-8")))
+
+
 def fastavro_users_per_second(users: list[User], repeats: int = REPEATS) -> float:
     """Users/s of fastavro.schemaless_writer over `users` with the project's schema: the median of `repeats` passes."""
     if not users:
         raise ValueError("the yardstick needs users to serialize")
-    schema = fastavro.parse_schema(json.loads(USER_SCHEMA_FILE.read_text(encoding="utf-8")))
+    schema = parsed_user_schema()
     records = [avro_fields(user) for user in users]
     seconds = []
     for _ in range(repeats):
